@@ -1,0 +1,264 @@
+"""The offline, interactive flame graph shared by the HTML exporter and the
+Flask status page.
+
+* :func:`asset` returns a static file (``flamegraph.js``, ``flamegraph.css``,
+  ``report.html``) shipped with this package.
+* :func:`flame_data` turns a :class:`ox_profile.profile.Profile` into the
+  "Flame data" JSON structure of ``docs/contract.md``.
+* :func:`render_report` produces one self-contained HTML document (no network
+  access, no third-party code) from a profile or from flame data.
+
+This module never imports the C engine: it only calls public methods of the
+profile object it is given.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import math
+import os
+import re
+import secrets
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ox_profile.profile import Profile
+
+__all__ = ["asset", "flame_data", "render_report", "dumps_for_script", "MAX_VIEWS"]
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+
+#: Most views (all threads + threads + labels) put into one flame data document.
+MAX_VIEWS = 64
+
+_ASSET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def asset(name: str) -> str:
+    """The text of the static file ``name`` (e.g. ``"flamegraph.js"``)."""
+    if not _ASSET_NAME.match(name):
+        raise ValueError("invalid asset name: %r" % (name,))
+    with open(os.path.join(STATIC_DIR, name), encoding="utf-8") as fh:
+        return fh.read()
+
+
+# -- flame data --------------------------------------------------------------
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with only JSON types (non-finite floats become ``None``)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_json_safe(v) for v in value]
+    return str(value)
+
+
+def _view(key: str, label: str, profile: "Profile") -> Dict[str, Any]:
+    total = int(profile.total_samples)
+    tree = profile.flame_tree()
+    if not tree:
+        tree = [-1, total, 0, []]
+    top = [[s.function.index, int(s.self_hits), int(s.total_hits), int(s.hot_line)]
+           for s in profile.top()]
+    return {"key": key, "label": label, "total": total, "tree": tree, "top": top}
+
+
+def flame_data(profile: "Profile", title: Optional[str] = None,
+               per_thread: bool = True) -> Dict[str, Any]:
+    """The "Flame data" dict of ``docs/contract.md`` for ``profile``: an
+    "All threads" view, then one view per thread with samples (when
+    ``per_thread``) and one per label, at most :data:`MAX_VIEWS` views."""
+    stats = _json_safe(dict(profile.stats or {}))
+    functions = [[f.qualname, f.module, f.filename, int(f.firstlineno)]
+                 for f in profile.functions]
+    views: List[Dict[str, Any]] = [_view("all", "All threads", profile)]
+
+    threads = []
+    if per_thread:
+        threads = sorted(profile.thread_profiles(), key=lambda tp: (-tp[0].hits, tp[0].index))
+    labels = list(profile.labels or [])
+    budget = MAX_VIEWS - 1
+    # Share the budget between threads and labels; what one side does not
+    # use goes to the other.
+    n_threads = min(len(threads), max(budget // 2, budget - len(labels)))
+    n_labels = min(len(labels), budget - n_threads)
+    # Keep the original thread order (first seen first) for the ones kept.
+    kept_threads = sorted(threads[:n_threads], key=lambda tp: tp[0].index)
+    for info, sub in kept_threads:
+        views.append(_view("thread:%d" % info.index, "%s (%d)" % (info.name, info.ident), sub))
+    if n_labels < len(labels):
+        # Keep the labels with most samples.
+        counted = [(profile.filter(labels=[lab]), lab) for lab in labels]
+        counted.sort(key=lambda pl: -pl[0].total_samples)
+        chosen = sorted(counted[:n_labels], key=lambda pl: pl[1])
+    else:
+        chosen = [(profile.filter(labels=[lab]), lab) for lab in labels]
+    for sub, lab in chosen:
+        views.append(_view("label:%s" % lab, "endpoint: %s" % lab, sub))
+
+    started_at = stats.get("started_at") if isinstance(stats, dict) else None
+    meta: Dict[str, Any] = {
+        "title": title if title is not None else "ox_profile",
+        "mode": profile.mode,
+        "interval": float(profile.interval),
+        "duration": float(profile.duration),
+        "total_samples": int(profile.total_samples),
+        "started_at": started_at,
+        "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "stats": stats,
+        "views_omitted": (len(threads) - n_threads) + (len(labels) - n_labels),
+    }
+    return {"meta": _json_safe(meta), "functions": functions, "views": views}
+
+
+# -- serialisation -------------------------------------------------------------
+
+_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                   "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_SCRIPT_UNSAFE = re.compile("[<>&\u2028\u2029]")
+
+
+def _dump_tree(tree: Any) -> str:
+    """JSON for a nested ``[fid, total, self, children]`` tree, without
+    recursion (call trees can be thousands of frames deep)."""
+    out: List[str] = []
+    # Work items: a node to open, or a literal string to emit.
+    stack: List[Any] = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)
+            continue
+        children = item[3] if len(item) > 3 and item[3] else ()
+        out.append("[%d,%d,%d,[" % (int(item[0]), int(item[1]), int(item[2])))
+        stack.append("]]")
+        for i in range(len(children) - 1, -1, -1):
+            stack.append(children[i])
+            if i:
+                stack.append(",")
+    return "".join(out)
+
+
+def dumps_for_script(data: Mapping[str, Any]) -> str:
+    """``data`` (flame data) as JSON that is safe inside a ``<script>``
+    element: ``<``, ``>``, ``&`` are written as ``\\u003c`` etc."""
+    nonce = secrets.token_hex(8)
+    trees: Dict[str, str] = {}
+    copy = dict(data)
+    views = []
+    for i, view in enumerate(copy.get("views") or []):
+        view = dict(view)
+        if "tree" in view:
+            token = "@@oxp-tree-%s-%d@@" % (nonce, i)
+            trees[json.dumps(token)] = _dump_tree(view["tree"])
+            view["tree"] = token
+        views.append(view)
+    copy["views"] = views
+    # ASCII only: lone surrogates (undecodable file names) survive as escapes.
+    text = json.dumps(_json_safe(copy), ensure_ascii=True, separators=(",", ":"))
+    for token, tree_json in trees.items():
+        text = text.replace(token, tree_json, 1)
+    return _SCRIPT_UNSAFE.sub(lambda m: _SCRIPT_ESCAPES[m.group(0)], text)
+
+
+# -- HTML report -------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    """``value`` as HTML-escaped text that can be encoded as UTF-8."""
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return html.escape(text)
+
+
+def _fmt_seconds(value: Any) -> str:
+    try:
+        sec = float(value)
+    except (TypeError, ValueError):
+        return "?"
+    if sec < 1:
+        return "%.3g ms" % (sec * 1000)
+    if sec < 120:
+        return "%.2f s" % sec
+    return "%dm %02ds" % (int(sec) // 60, int(sec) % 60)
+
+
+def _header_html(meta: Mapping[str, Any]) -> str:
+    stats = meta.get("stats") if isinstance(meta.get("stats"), Mapping) else {}
+    items = []
+
+    def add(name: str, value: Any) -> None:
+        items.append('<span class="oxr-item"><span class="oxr-key">%s</span> '
+                     '<span class="oxr-val">%s</span></span>'
+                     % (_text(name), _text(value)))
+
+    mode = meta.get("mode") or stats.get("mode")
+    if mode:
+        add("mode", mode)
+    interval = meta.get("interval", stats.get("interval"))
+    if interval is not None:
+        add("interval", _fmt_seconds(interval))
+    duration = meta.get("duration", stats.get("duration"))
+    if duration is not None:
+        add("duration", _fmt_seconds(duration))
+    samples = meta.get("total_samples", stats.get("samples"))
+    if samples is not None:
+        add("samples", "{:,}".format(int(samples)) if isinstance(samples, (int, float)) else samples)
+    rate = stats.get("rate_hz")
+    if isinstance(rate, (int, float)):
+        add("achieved rate", "%.1f Hz" % rate)
+    if stats.get("backend"):
+        add("backend", stats["backend"])
+    dropped = stats.get("dropped")
+    if isinstance(dropped, Mapping) and any(dropped.values()):
+        add("dropped", ", ".join("%s=%s" % (k, v) for k, v in dropped.items() if v))
+    started = meta.get("started_at")
+    if isinstance(started, (int, float)):
+        when = datetime.datetime.fromtimestamp(started, datetime.timezone.utc)
+        add("started", when.strftime("%Y-%m-%d %H:%M:%S UTC"))
+    if meta.get("views_omitted"):
+        add("views omitted", meta["views_omitted"])
+    return "\n".join(items)
+
+
+_PLACEHOLDER = re.compile(r"\{\{(TITLE|HEADER|CSS|JS|DATA)\}\}")
+
+
+def render_report(profile_or_data: Union["Profile", Mapping[str, Any]],
+                  title: Optional[str] = None) -> str:
+    """One self-contained HTML document showing the flame graph of a profile
+    (or of already built flame data)."""
+    if isinstance(profile_or_data, Mapping):
+        data: Dict[str, Any] = dict(profile_or_data)
+        meta = dict(data.get("meta") or {})
+        if title is not None:
+            meta["title"] = title
+        data["meta"] = meta
+    else:
+        data = flame_data(profile_or_data, title=title)
+        meta = data["meta"]
+    page_title = str(meta.get("title") or "ox_profile")
+    css = asset("flamegraph.css")
+    js = asset("flamegraph.js")
+    # Our own code must not be able to end its element early.
+    if re.search(r"</style", css, re.I) or re.search(r"</script", js, re.I):
+        raise RuntimeError("static assets contain a closing tag")
+    values = {
+        "TITLE": _text(page_title),
+        "HEADER": _header_html(meta),
+        "CSS": css,
+        "JS": js,
+        "DATA": dumps_for_script(data),
+    }
+    # One pass, so text from the data can never be taken for a placeholder.
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], asset("report.html"))
