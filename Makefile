@@ -1,0 +1,71 @@
+# ox_profile: `make demo` and `make test` do all set-up on a fresh machine.
+PY      ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+PIP     := $(VPY) -m pip --disable-pip-version-check -q
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SRCS    := $(wildcard engine/*.c engine/*.h) setup.py
+PYDEPS  := pytest pytest-timeout Flask Flask-Login jsonschema playwright gunicorn
+APTDEPS := chromium golang-go
+
+.PHONY: all venv build demo test test-fast test-asan valgrind lint sysdeps bench clean
+
+all: build
+
+$(VENV)/.stamp: pyproject.toml
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(PIP) install setuptools wheel $(PYDEPS)
+	OXP_WERROR=1 $(PIP) install --no-build-isolation -e .
+	touch $@
+
+venv: $(VENV)/.stamp
+
+# The in-place build the editable install points at; -Werror as in CI.
+build: $(VENV)/.stamp
+	OXP_WERROR=1 $(VPY) setup.py -q build_ext --inplace 2>&1 | grep -v -E '^(running|copying)' || true
+	$(VPY) -c "import ox_profile._engine as e; print('engine built:', e.BUILD_INFO)"
+
+# Debian tools the tests drive for real: Chromium (pages) and Go (pprof).
+sysdeps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v go >/dev/null || missing="$$missing golang-go"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+demo: build
+	$(VPY) -m ox_profile run -o demo-profile.html examples/demo.py
+
+test: sysdeps build lint
+	$(VPY) -m pytest -q --timeout=300 tests
+
+test-fast: build
+	$(VPY) -m pytest -q -x --timeout=300 tests
+
+lint:
+	@if command -v cppcheck >/dev/null; then \
+	  cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	    --inline-suppr --suppress=missingIncludeSystem --std=c11 -DOXP_HAVE_NOGIL=1 engine; \
+	else echo "cppcheck not installed: skipping C lint (apt-get install cppcheck)"; fi
+
+# AddressSanitizer + UBSan build of the engine, running the stress tests.
+test-asan: $(VENV)/.stamp
+	rm -rf build/asan && mkdir -p build/asan && cp -r src/ox_profile build/asan/
+	OXP_ASAN=1 $(VPY) setup.py -q build_ext --build-lib build/asan/src --build-temp build/asan/tmp --force
+	cp build/asan/src/ox_profile/_engine*.so build/asan/ox_profile/
+	cd build/asan && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  PYTHONPATH=$$PWD OXP_TEST_NO_INSTALL_CHECK=1 ../../$(VPY) -m pytest -q -p no:cacheprovider --timeout=600 \
+	  ../../tests/test_stress.py ../../tests/test_engine.py
+
+valgrind: build
+	PYTHONMALLOC=malloc valgrind --quiet --error-exitcode=1 --suppressions=tools/valgrind-python.supp \
+	  --errors-for-leak-kinds=none $(VPY) tests/stress_program.py --seconds 3
+
+bench: build
+	$(VPY) bench/run.py
+
+clean:
+	rm -rf build dist src/ox_profile/*.so src/*.egg-info .pytest_cache demo-profile.html

@@ -1,0 +1,190 @@
+/* The portable capture: holds the GIL and walks threads and frames with the
+ * public C API (PyThreadState_GetFrame, PyFrame_GetBack, ...).  Used by the
+ * synchronous Sampler.run(), and by the sampler thread where the GIL-free
+ * capture is not available or not wanted. */
+#include "capture.h"
+
+#include "labels.h"
+
+/* Interned "__name__" (Owned; created on first use with the GIL held). */
+static PyObject *str_dunder_name;
+
+static int guard_matches(const oxp_code_entry_t *e, PyCodeObject *code)
+{
+    return e->g_name == (uintptr_t)code->co_name && e->g_qualname == (uintptr_t)code->co_qualname &&
+           e->g_filename == (uintptr_t)code->co_filename && e->g_firstlineno == code->co_firstlineno;
+}
+
+static int intern_obj(oxp_db_t *db, PyObject *str, oxp_id_t *out)
+{
+    Py_ssize_t len = 0;
+    const char *utf8 = NULL;
+    if (str != NULL && PyUnicode_Check(str)) {
+        utf8 = PyUnicode_AsUTF8AndSize(str, &len);
+        if (utf8 == NULL) {
+            PyErr_Clear(); /* e.g. lone surrogates: fall back to "?" */
+        }
+    }
+    if (utf8 == NULL) {
+        utf8 = "?";
+        len = 1;
+    }
+    return oxp_db_intern(db, utf8, (size_t)len, out);
+}
+
+/* The database function of a frame's code; OXP_NO_ID when over budget. */
+static oxp_id_t resolve(oxp_codecache_t *cache, oxp_db_t *db, PyCodeObject *code, PyFrameObject *frame)
+{
+    oxp_code_entry_t *e = oxp_codecache_get(cache, (uintptr_t)code);
+    if (e != NULL && e->db_generation == db->generation && e->func != OXP_NO_ID && guard_matches(e, code)) {
+        return e->func;
+    }
+    oxp_func_t f;
+    PyObject *module = NULL;
+    PyObject *globals = PyFrame_GetGlobals(frame); /* new reference */
+    if (globals != NULL && PyDict_Check(globals)) {
+        module = PyDict_GetItemWithError(globals, str_dunder_name); /* borrowed */
+    }
+    if (module == NULL) {
+        PyErr_Clear();
+    }
+    int rc = intern_obj(db, code->co_name, &f.name) | intern_obj(db, code->co_qualname, &f.qualname) |
+             intern_obj(db, module, &f.module) | intern_obj(db, code->co_filename, &f.filename);
+    Py_XDECREF(globals);
+    f.firstlineno = code->co_firstlineno;
+    oxp_id_t id;
+    if (rc != 0 || oxp_db_func(db, &f, &id) < 0) {
+        return OXP_NO_ID;
+    }
+    e = oxp_codecache_slot(cache, (uintptr_t)code);
+    e->g_name = (uintptr_t)code->co_name;
+    e->g_qualname = (uintptr_t)code->co_qualname;
+    e->g_filename = (uintptr_t)code->co_filename;
+    e->g_firstlineno = code->co_firstlineno;
+    e->func = id;
+    e->db_generation = db->generation;
+    return id;
+}
+
+int oxp_capture_gil_now(oxp_sampler_t *s, oxp_db_t *db, oxp_codecache_t *cache, oxp_scratch_t *scratch,
+                        PyThreadState *skip, uint64_t tick)
+{
+    if (str_dunder_name == NULL) {
+        str_dunder_name = PyUnicode_InternFromString("__name__");
+        if (str_dunder_name == NULL) {
+            return -1;
+        }
+    }
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    /* No collection while we hold the database lock: a finalizer could call
+     * back into the profiler. */
+    int gc_was_enabled = PyGC_Disable();
+    pthread_mutex_lock(&db->lock);
+    int rc = 0;
+    for (PyThreadState *t = PyInterpreterState_ThreadHead(interp); t != NULL; t = PyThreadState_Next(t)) {
+        if (t == skip) {
+            continue;
+        }
+        PyFrameObject *frame = PyThreadState_GetFrame(t); /* new reference or NULL */
+        if (frame == NULL) {
+            if (PyErr_Occurred()) {
+                PyErr_Clear();
+            }
+            continue;
+        }
+        uint64_t cpu_ns = 0;
+        if (s != NULL && s->mode == OXP_MODE_CPU) {
+            cpu_ns = oxp_sampler_cpu_delta(s, t->native_thread_id, tick);
+            if (cpu_ns == 0) {
+                s->stats.idle_skipped++;
+                Py_DECREF(frame);
+                continue;
+            }
+        }
+        uint32_t depth = 0, seen = 0;
+        int over = 0;
+        oxp_frame_t *frames = oxp_scratch_frames(scratch, OXP_MAX_DEPTH);
+        while (frame != NULL) {
+            if (frames != NULL && depth < OXP_MAX_DEPTH) {
+                PyCodeObject *code = PyFrame_GetCode(frame); /* new reference */
+                oxp_id_t func = resolve(cache, db, code, frame);
+                over |= func == OXP_NO_ID;
+                frames[depth].func = func;
+                frames[depth].line = PyFrame_GetLineNumber(frame);
+                depth++;
+                Py_DECREF(code);
+            }
+            seen++;
+            PyFrameObject *back = PyFrame_GetBack(frame); /* new reference */
+            Py_DECREF(frame);
+            frame = back;
+        }
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+        }
+        if (frames == NULL) {
+            if (s != NULL) {
+                s->stats.dropped[OXP_DROP_NO_MEMORY]++;
+            }
+            continue;
+        }
+        char label[OXP_LABEL_MAX + 1];
+        oxp_labels_lock();
+        size_t label_len = oxp_labels_get_unlocked((uint64_t)t->thread_id, label);
+        oxp_labels_unlock();
+        if (over) {
+            oxp_db_add_overflow(db, 0, cpu_ns);
+            if (s != NULL) {
+                s->stats.samples++;
+            }
+            continue;
+        }
+        if (s != NULL && seen > OXP_MAX_DEPTH) {
+            s->stats.truncated++;
+        }
+        oxp_sampler_record_unlocked(s, db, (uint64_t)t->thread_id, (uint64_t)t->native_thread_id, label,
+                                    label_len, frames, depth, 0, cpu_ns);
+    }
+    pthread_mutex_unlock(&db->lock);
+    if (gc_was_enabled) {
+        PyGC_Enable();
+    }
+    return rc;
+}
+
+void oxp_capture_gil_tick_from_thread(oxp_sampler_t *s, uint64_t tick)
+{
+    if (_Py_IsFinalizing()) {
+        pthread_mutex_lock(&s->db->lock);
+        s->stats.dropped[OXP_DROP_NO_GIL]++;
+        pthread_mutex_unlock(&s->db->lock);
+        return;
+    }
+    if (s->own_tstate == NULL) {
+        s->own_tstate = PyThreadState_New(s->interp);
+        if (s->own_tstate == NULL) {
+            pthread_mutex_lock(&s->db->lock);
+            s->stats.dropped[OXP_DROP_NO_MEMORY]++;
+            pthread_mutex_unlock(&s->db->lock);
+            return;
+        }
+    }
+    PyEval_RestoreThread(s->own_tstate);
+    if (oxp_capture_gil_now(s, s->db, &s->cache, &s->scratch, s->own_tstate, tick) < 0) {
+        PyErr_Clear();
+    }
+    PyEval_SaveThread();
+}
+
+void oxp_capture_gil_thread_exit(oxp_sampler_t *s)
+{
+    if (s->own_tstate == NULL) {
+        return;
+    }
+    if (!_Py_IsFinalizing()) {
+        PyEval_RestoreThread(s->own_tstate);
+        PyThreadState_Clear(s->own_tstate);
+        PyThreadState_DeleteCurrent();
+    }
+    s->own_tstate = NULL;
+}

@@ -1,0 +1,644 @@
+/* The GIL-free capture for CPython 3.11: walks the interpreter's thread
+ * states and each thread's frame chain through crash-proof reads of our own
+ * memory (saferead.c), validates what it reads, and resolves code objects to
+ * names and lines through a guarded cache.  Runs on the sampler thread: it
+ * never takes the GIL, never allocates a Python object and never raises;
+ * what fails is counted in the sampler's statistics. */
+#ifdef OXP_HAVE_NOGIL
+/* The internal headers need this, and Python.h must see it first. */
+#define Py_BUILD_CORE 1
+#endif
+#include "capture.h"
+
+#ifdef OXP_HAVE_NOGIL
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal/pycore_frame.h"
+#include "internal/pycore_interp.h"
+#include "internal/pycore_runtime.h"
+
+#include "labels.h"
+#include "saferead.h"
+
+#define MAX_THREADS 1024  /* thread states copied per tick */
+#define MAX_WALK 4096     /* frames followed per thread */
+#define MAX_CHUNKS 16     /* datastack chunks copied per thread */
+#define MAX_CHUNK_BYTES ((size_t)1 << 20)
+#define MAX_STR_CHARS 1024
+#define MAX_LINETABLE ((size_t)1 << 16)
+#define CODE_HEADER offsetof(PyCodeObject, co_code_adaptive)
+
+typedef struct {
+    uintptr_t code;
+    uintptr_t prev_instr;
+    uintptr_t func;
+    int owner;
+} raw_frame_t;
+
+typedef struct {
+    uintptr_t addr; /* where the chunk lives */
+    size_t len;     /* bytes copied */
+    char *copy;
+    size_t cap;
+} chunk_copy_t;
+
+typedef struct {
+    uintptr_t code; /* 0 = empty */
+    int ok;         /* header read and validated */
+    uint32_t hdr;   /* index into headers */
+} code_slot_t;
+
+/* Scratch owned by one sampler (only its thread touches it). */
+typedef struct {
+    PyThreadState *tstates; /* copies */
+    uintptr_t *tstate_addrs;
+    raw_frame_t *raw;
+    chunk_copy_t chunks[MAX_CHUNKS];
+    code_slot_t *slots; /* 2 * MAX_WALK, dedupes code objects of one walk */
+    char *headers;      /* MAX_WALK * CODE_HEADER */
+    struct iovec *local, *remote;
+} nogil_state_t;
+
+static void state_free(nogil_state_t *st)
+{
+    if (st == NULL) {
+        return;
+    }
+    free(st->tstates);
+    free(st->tstate_addrs);
+    free(st->raw);
+    for (int i = 0; i < MAX_CHUNKS; i++) {
+        free(st->chunks[i].copy);
+    }
+    free(st->slots);
+    free(st->headers);
+    free(st->local);
+    free(st->remote);
+    free(st);
+}
+
+static nogil_state_t *state_get(oxp_sampler_t *s)
+{
+    if (s->nogil_state != NULL) {
+        return s->nogil_state;
+    }
+    nogil_state_t *st = calloc(1, sizeof(*st));
+    if (st == NULL) {
+        return NULL;
+    }
+    st->tstates = malloc(MAX_THREADS * sizeof(PyThreadState));
+    st->tstate_addrs = malloc(MAX_THREADS * sizeof(uintptr_t));
+    st->raw = malloc(MAX_WALK * sizeof(raw_frame_t));
+    st->slots = malloc(2 * MAX_WALK * sizeof(code_slot_t));
+    st->headers = malloc((size_t)MAX_WALK * CODE_HEADER);
+    st->local = malloc(MAX_WALK * sizeof(struct iovec));
+    st->remote = malloc(MAX_WALK * sizeof(struct iovec));
+    if (!st->tstates || !st->tstate_addrs || !st->raw || !st->slots || !st->headers || !st->local ||
+        !st->remote) {
+        state_free(st);
+        return NULL;
+    }
+    s->nogil_state = st;
+    return st;
+}
+
+void oxp_capture_nogil_free(oxp_sampler_t *s)
+{
+    state_free(s->nogil_state);
+    s->nogil_state = NULL;
+}
+
+int oxp_capture_nogil_available(const char **why)
+{
+    if (oxp_saferead_init() < 0) {
+        *why = "neither process_vm_readv nor /proc/self/mem can read this process";
+        return 0;
+    }
+    return 1;
+}
+
+/* -- reading objects ------------------------------------------------------ */
+
+/* Appends the UTF-8 of code point c to out (cap bytes), returns new length. */
+static size_t put_utf8(char *out, size_t n, size_t cap, uint32_t c)
+{
+    if (c < 0x80 && n + 1 <= cap) {
+        out[n++] = (char)c;
+    } else if (c < 0x800 && n + 2 <= cap) {
+        out[n++] = (char)(0xc0 | (c >> 6));
+        out[n++] = (char)(0x80 | (c & 0x3f));
+    } else if (c >= 0x800 && c < 0x10000 && n + 3 <= cap) {
+        if (c >= 0xd800 && c <= 0xdfff) {
+            c = 0xfffd; /* lone surrogate */
+        }
+        out[n++] = (char)(0xe0 | (c >> 12));
+        out[n++] = (char)(0x80 | ((c >> 6) & 0x3f));
+        out[n++] = (char)(0x80 | (c & 0x3f));
+    } else if (c >= 0x10000 && c <= 0x10ffff && n + 4 <= cap) {
+        out[n++] = (char)(0xf0 | (c >> 18));
+        out[n++] = (char)(0x80 | ((c >> 12) & 0x3f));
+        out[n++] = (char)(0x80 | ((c >> 6) & 0x3f));
+        out[n++] = (char)(0x80 | (c & 0x3f));
+    }
+    return n;
+}
+
+/* Reads a str object at addr as UTF-8 into out (4 * MAX_STR_CHARS bytes).
+ * Returns the length, or -1 if it is not a readable compact str. */
+static long read_unicode(uintptr_t addr, char *out)
+{
+    PyCompactUnicodeObject u;
+    if (oxp_saferead(&u, addr, sizeof(PyASCIIObject)) < 0) {
+        return -1;
+    }
+    const PyASCIIObject *a = &u._base;
+    if (Py_TYPE((PyObject *)a) != &PyUnicode_Type || !a->state.compact || a->length < 0) {
+        return -1;
+    }
+    unsigned kind = a->state.kind;
+    if (kind != 1 && kind != 2 && kind != 4) {
+        return -1;
+    }
+    size_t len = (size_t)a->length;
+    if (len > MAX_STR_CHARS) {
+        len = MAX_STR_CHARS;
+    }
+    uintptr_t data = addr + (a->state.ascii ? sizeof(PyASCIIObject) : sizeof(PyCompactUnicodeObject));
+    unsigned char raw[MAX_STR_CHARS * 4];
+    if (oxp_saferead(raw, data, len * kind) < 0) {
+        return -1;
+    }
+    if (a->state.ascii) {
+        for (size_t i = 0; i < len; i++) {
+            if (raw[i] & 0x80) {
+                return -1;
+            }
+        }
+        memcpy(out, raw, len);
+        return (long)len;
+    }
+    size_t n = 0, cap = 4 * MAX_STR_CHARS;
+    for (size_t i = 0; i < len; i++) {
+        uint32_t c;
+        if (kind == 1) {
+            c = raw[i];
+        } else if (kind == 2) {
+            uint16_t w;
+            memcpy(&w, raw + 2 * i, 2);
+            c = w;
+        } else {
+            memcpy(&c, raw + 4 * i, 4);
+        }
+        n = put_utf8(out, n, cap, c);
+    }
+    return (long)n;
+}
+
+/* Copies a bytes object's contents (the line table). NULL on failure. */
+static uint8_t *read_bytes(uintptr_t addr, uint32_t *len_out)
+{
+    PyBytesObject b;
+    if (oxp_saferead(&b, addr, offsetof(PyBytesObject, ob_sval)) < 0 ||
+        Py_TYPE((PyObject *)&b) != &PyBytes_Type || Py_SIZE((PyObject *)&b) < 0 ||
+        (size_t)Py_SIZE((PyObject *)&b) > MAX_LINETABLE) {
+        return NULL;
+    }
+    size_t len = (size_t)Py_SIZE((PyObject *)&b);
+    uint8_t *copy = malloc(len ? len : 1);
+    if (copy == NULL || oxp_saferead(copy, addr + offsetof(PyBytesObject, ob_sval), len) < 0) {
+        free(copy);
+        return NULL;
+    }
+    *len_out = (uint32_t)len;
+    return copy;
+}
+
+static int guard_matches(const oxp_code_entry_t *e, const PyCodeObject *c)
+{
+    return e->g_name == (uintptr_t)c->co_name && e->g_qualname == (uintptr_t)c->co_qualname &&
+           e->g_filename == (uintptr_t)c->co_filename && e->g_linetable == (uintptr_t)c->co_linetable &&
+           e->g_size == (int64_t)Py_SIZE((PyObject *)c) && e->g_firstlineno == c->co_firstlineno;
+}
+
+/* Fills a cache entry for the code object (header already read and
+ * validated) and interns its function.  0, -1 on unreadable memory, -2 when
+ * the database is over its cap. */
+static int resolve_code(oxp_sampler_t *s, oxp_db_t *db, uintptr_t code_addr, const PyCodeObject *c,
+                        uintptr_t func_addr, oxp_code_entry_t **out)
+{
+    char name[4 * MAX_STR_CHARS], qualname[4 * MAX_STR_CHARS], filename[4 * MAX_STR_CHARS];
+    char module[4 * MAX_STR_CHARS];
+    long name_len = read_unicode((uintptr_t)c->co_name, name);
+    long qual_len = read_unicode((uintptr_t)c->co_qualname, qualname);
+    long file_len = read_unicode((uintptr_t)c->co_filename, filename);
+    if (name_len < 0 || qual_len < 0 || file_len < 0) {
+        return -1;
+    }
+    long mod_len = -1;
+    PyFunctionObject fn;
+    if (func_addr != 0 && oxp_saferead(&fn, func_addr, sizeof(fn)) == 0 &&
+        Py_TYPE((PyObject *)&fn) == &PyFunction_Type && (uintptr_t)fn.func_code == code_addr) {
+        mod_len = read_unicode((uintptr_t)fn.func_module, module);
+    }
+    if (mod_len < 0) {
+        module[0] = '?';
+        mod_len = 1;
+    }
+    uint32_t lt_len = 0;
+    uint8_t *linetable = read_bytes((uintptr_t)c->co_linetable, &lt_len);
+    if (linetable == NULL) {
+        return -1;
+    }
+    oxp_func_t f;
+    f.firstlineno = c->co_firstlineno;
+    if (oxp_db_intern(db, name, (size_t)name_len, &f.name) < 0 ||
+        oxp_db_intern(db, qualname, (size_t)qual_len, &f.qualname) < 0 ||
+        oxp_db_intern(db, module, (size_t)mod_len, &f.module) < 0 ||
+        oxp_db_intern(db, filename, (size_t)file_len, &f.filename) < 0) {
+        free(linetable);
+        return -2;
+    }
+    oxp_id_t id;
+    if (oxp_db_func(db, &f, &id) < 0) {
+        free(linetable);
+        return -2;
+    }
+    oxp_code_entry_t *e = oxp_codecache_slot(&s->cache, code_addr);
+    e->g_name = (uintptr_t)c->co_name;
+    e->g_qualname = (uintptr_t)c->co_qualname;
+    e->g_filename = (uintptr_t)c->co_filename;
+    e->g_linetable = (uintptr_t)c->co_linetable;
+    e->g_size = (int64_t)Py_SIZE((PyObject *)c);
+    e->g_firstlineno = c->co_firstlineno;
+    e->firsttraceable = c->_co_firsttraceable;
+    e->func = id;
+    e->db_generation = db->generation;
+    e->linetable = linetable;
+    e->linetable_len = lt_len;
+    s->stats.cache_misses++;
+    *out = e;
+    return 0;
+}
+
+/* -- walking ------------------------------------------------------------- */
+
+/* A frame from the copied chunks, or read on its own.  0 / -1. */
+static int get_frame(nogil_state_t *st, int *nchunks, uintptr_t addr, _PyInterpreterFrame *out)
+{
+    for (;;) {
+        for (int i = 0; i < *nchunks; i++) {
+            chunk_copy_t *ch = &st->chunks[i];
+            if (addr >= ch->addr && addr + sizeof(*out) <= ch->addr + ch->len) {
+                memcpy(out, ch->copy + (addr - ch->addr), sizeof(*out));
+                return 0;
+            }
+        }
+        /* Not in what we copied: copy the next older chunk, if any. */
+        if (*nchunks == 0 || *nchunks >= MAX_CHUNKS) {
+            break;
+        }
+        const chunk_copy_t *last = &st->chunks[*nchunks - 1];
+        if (last->len < sizeof(_PyStackChunk)) {
+            break;
+        }
+        _PyStackChunk hdr;
+        memcpy(&hdr, last->copy, sizeof(hdr));
+        uintptr_t prev = (uintptr_t)hdr.previous;
+        _PyStackChunk phdr;
+        if (prev == 0 || oxp_saferead(&phdr, prev, sizeof(phdr)) < 0) {
+            break;
+        }
+        size_t used = offsetof(_PyStackChunk, data) + phdr.top * sizeof(PyObject *);
+        if (phdr.top > phdr.size || used > MAX_CHUNK_BYTES) {
+            break;
+        }
+        chunk_copy_t *ch = &st->chunks[*nchunks];
+        if (ch->cap < used) {
+            char *copy = realloc(ch->copy, used);
+            if (copy == NULL) {
+                break;
+            }
+            ch->copy = copy;
+            ch->cap = used;
+        }
+        if (oxp_saferead(ch->copy, prev, used) < 0) {
+            break;
+        }
+        ch->addr = prev;
+        ch->len = used;
+        (*nchunks)++;
+    }
+    return oxp_saferead(out, addr, sizeof(*out));
+}
+
+/* Reads the frame chain of one thread into st->raw, leaf first.  Returns the
+ * number of frames, or -1 (unreadable) / -2 (invalid). *truncated is set when
+ * the chain was longer than MAX_WALK. */
+static int walk_frames(nogil_state_t *st, const PyThreadState *ts, int *truncated)
+{
+    _PyCFrame cf;
+    int nchunks = 0;
+    uintptr_t chunk = (uintptr_t)ts->datastack_chunk;
+    size_t used = (size_t)((char *)ts->datastack_top - (char *)ts->datastack_chunk);
+    struct iovec local[2], remote[2];
+    local[0].iov_base = &cf;
+    local[0].iov_len = sizeof(cf);
+    remote[0].iov_base = (void *)ts->cframe;
+    remote[0].iov_len = sizeof(cf);
+    size_t nvec = 1;
+    if (chunk != 0 && ts->datastack_top != NULL && (uintptr_t)ts->datastack_top > chunk &&
+        used <= MAX_CHUNK_BYTES) {
+        chunk_copy_t *ch = &st->chunks[0];
+        if (ch->cap < used) {
+            char *copy = realloc(ch->copy, used);
+            if (copy != NULL) {
+                ch->copy = copy;
+                ch->cap = used;
+            }
+        }
+        if (ch->cap >= used) {
+            local[1].iov_base = ch->copy;
+            local[1].iov_len = used;
+            remote[1].iov_base = (void *)chunk;
+            remote[1].iov_len = used;
+            nvec = 2;
+        }
+    }
+    size_t got = oxp_safereadv(local, remote, nvec);
+    if (got == 0) {
+        return -1;
+    }
+    if (got == 2) {
+        st->chunks[0].addr = chunk;
+        st->chunks[0].len = used;
+        nchunks = 1;
+    }
+    uintptr_t addr = (uintptr_t)cf.current_frame;
+    int n = 0;
+    *truncated = 0;
+    while (addr != 0) {
+        if (n >= MAX_WALK) {
+            *truncated = 1;
+            break;
+        }
+        _PyInterpreterFrame f;
+        if (get_frame(st, &nchunks, addr, &f) < 0) {
+            return -1;
+        }
+        if (f.owner != FRAME_OWNED_BY_THREAD && f.owner != FRAME_OWNED_BY_GENERATOR) {
+            return -2;
+        }
+        if ((uintptr_t)f.previous == addr || f.f_code == NULL) {
+            return -2;
+        }
+        raw_frame_t *r = &st->raw[n++];
+        r->code = (uintptr_t)f.f_code;
+        r->prev_instr = (uintptr_t)f.prev_instr;
+        r->func = (uintptr_t)f.f_func;
+        r->owner = f.owner;
+        addr = (uintptr_t)f.previous;
+    }
+    return n;
+}
+
+/* Reads and validates the header of every distinct code object of the walk.
+ * Fills st->slots; returns the slot mask. */
+static uint32_t read_code_headers(nogil_state_t *st, int n)
+{
+    uint32_t nslots = 16;
+    while (nslots < (uint32_t)(2 * n)) {
+        nslots *= 2;
+    }
+    uint32_t mask = nslots - 1;
+    memset(st->slots, 0, nslots * sizeof(code_slot_t));
+    uint32_t nh = 0;
+    for (int i = 0; i < n; i++) {
+        uintptr_t code = st->raw[i].code;
+        uint32_t h = (uint32_t)((code >> 4) * 0x9e3779b1u) & mask;
+        while (st->slots[h].code != 0 && st->slots[h].code != code) {
+            h = (h + 1) & mask;
+        }
+        if (st->slots[h].code == 0) {
+            st->slots[h].code = code;
+            st->slots[h].hdr = nh;
+            st->local[nh].iov_base = st->headers + (size_t)nh * CODE_HEADER;
+            st->local[nh].iov_len = CODE_HEADER;
+            st->remote[nh].iov_base = (void *)code;
+            st->remote[nh].iov_len = CODE_HEADER;
+            nh++;
+        }
+    }
+    /* Batched reads; a failed segment stops a batch, so resume after it. */
+    uint8_t ok[MAX_WALK];
+    memset(ok, 0, nh);
+    uint32_t pos = 0;
+    while (pos < nh) {
+        size_t got = oxp_safereadv(st->local + pos, st->remote + pos, nh - pos);
+        for (size_t k = 0; k < got; k++) {
+            ok[pos + k] = 1;
+        }
+        pos += (uint32_t)got + 1; /* skip the failed one */
+    }
+    for (uint32_t h = 0; h <= mask; h++) {
+        code_slot_t *slot = &st->slots[h];
+        if (slot->code == 0) {
+            continue;
+        }
+        const PyCodeObject *c = (const PyCodeObject *)(st->headers + (size_t)slot->hdr * CODE_HEADER);
+        slot->ok = ok[slot->hdr] && Py_TYPE((const PyObject *)c) == &PyCode_Type &&
+                   Py_SIZE((const PyObject *)c) > 0 && Py_SIZE((const PyObject *)c) < (1 << 24) &&
+                   c->co_firstlineno >= 0;
+    }
+    return mask;
+}
+
+static const code_slot_t *find_slot(const nogil_state_t *st, uint32_t mask, uintptr_t code)
+{
+    uint32_t h = (uint32_t)((code >> 4) * 0x9e3779b1u) & mask;
+    while (st->slots[h].code != code) {
+        h = (h + 1) & mask;
+    }
+    return &st->slots[h];
+}
+
+/* Resolves the raw frames of one thread and records them (db lock held).
+ * Returns 0, or the drop reason + 1. */
+static int record_thread_unlocked(oxp_sampler_t *s, nogil_state_t *st, int n, uint32_t mask,
+                                  const PyThreadState *ts, int held_gil, uint64_t cpu_ns)
+{
+    oxp_db_t *db = s->db;
+    oxp_frame_t *frames = oxp_scratch_frames(&s->scratch, (size_t)n + 1);
+    if (frames == NULL) {
+        return OXP_DROP_NO_MEMORY + 1;
+    }
+    uint32_t depth = 0;
+    int over = 0;
+    for (int i = 0; i < n; i++) {
+        const raw_frame_t *r = &st->raw[i];
+        const code_slot_t *slot = find_slot(st, mask, r->code);
+        if (!slot->ok) {
+            return OXP_DROP_INVALID + 1;
+        }
+        const PyCodeObject *c = (const PyCodeObject *)(st->headers + (size_t)slot->hdr * CODE_HEADER);
+        intptr_t delta = (intptr_t)(r->prev_instr - (r->code + CODE_HEADER));
+        if (delta % (intptr_t)sizeof(_Py_CODEUNIT) != 0) {
+            return OXP_DROP_INVALID + 1;
+        }
+        intptr_t lasti = delta / (intptr_t)sizeof(_Py_CODEUNIT);
+        if (lasti < -1 || lasti >= Py_SIZE((const PyObject *)c)) {
+            return OXP_DROP_INVALID + 1;
+        }
+        /* A frame that has not reached its first traceable instruction is
+         * not yet visible to Python's own tools either: skip it. */
+        if (r->owner != FRAME_OWNED_BY_GENERATOR && lasti < c->_co_firsttraceable) {
+            continue;
+        }
+        oxp_code_entry_t *e = oxp_codecache_get(&s->cache, r->code);
+        if (e == NULL || e->func == OXP_NO_ID || e->db_generation != db->generation || !guard_matches(e, c)) {
+            int rc = resolve_code(s, db, r->code, c, r->func, &e);
+            if (rc == -1) {
+                return OXP_DROP_READ + 1;
+            }
+            if (rc == -2) {
+                over = 1;
+                continue;
+            }
+        }
+        frames[depth].func = e->func;
+        frames[depth].line = oxp_codecache_line(&s->cache, e, (int32_t)lasti);
+        depth++;
+    }
+    if (depth == 0) {
+        return 0; /* a thread between Python frames: nothing to record */
+    }
+    if (over) {
+        oxp_db_add_overflow(db, held_gil, cpu_ns);
+        s->stats.samples++;
+        return 0;
+    }
+    char label[OXP_LABEL_MAX + 1];
+    oxp_labels_lock();
+    size_t label_len = oxp_labels_get_unlocked((uint64_t)ts->thread_id, label);
+    oxp_labels_unlock();
+    oxp_sampler_record_unlocked(s, db, (uint64_t)ts->thread_id, (uint64_t)ts->native_thread_id, label,
+                                label_len, frames, depth, held_gil, cpu_ns);
+    return 0;
+}
+
+/* Copies the thread states of the interpreter (lock-free; tolerant of a
+ * list that changes under us).  Returns how many, or -1. */
+static int copy_thread_list(oxp_sampler_t *s, nogil_state_t *st)
+{
+    uintptr_t head_addr = (uintptr_t)s->interp + offsetof(PyInterpreterState, threads.head);
+    uintptr_t addr;
+    if (oxp_saferead(&addr, head_addr, sizeof(addr)) < 0) {
+        return -1;
+    }
+    int n = 0;
+    while (addr != 0) {
+        if (n >= MAX_THREADS) {
+            return -1;
+        }
+        for (int k = 0; k < n; k++) {
+            if (st->tstate_addrs[k] == addr) {
+                return -1; /* cycle */
+            }
+        }
+        PyThreadState *ts = &st->tstates[n];
+        if (oxp_saferead(ts, addr, sizeof(*ts)) < 0 || (uintptr_t)ts->interp != (uintptr_t)s->interp) {
+            return n; /* the rest of the list went away under us */
+        }
+        st->tstate_addrs[n++] = addr;
+        addr = (uintptr_t)ts->next;
+    }
+    return n;
+}
+
+void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
+{
+    oxp_db_t *db = s->db;
+    if (_Py_atomic_load_relaxed(&_PyRuntime._finalizing) != 0) {
+        return;
+    }
+    nogil_state_t *st = state_get(s);
+    if (st == NULL) {
+        pthread_mutex_lock(&db->lock);
+        s->stats.dropped[OXP_DROP_NO_MEMORY]++;
+        pthread_mutex_unlock(&db->lock);
+        return;
+    }
+    int nthreads = copy_thread_list(s, st);
+    if (nthreads < 0) {
+        pthread_mutex_lock(&db->lock);
+        s->stats.dropped[OXP_DROP_THREADS]++;
+        pthread_mutex_unlock(&db->lock);
+        return;
+    }
+    uintptr_t holder = 0;
+    if (_Py_atomic_load_relaxed(&_PyRuntime.ceval.gil.locked)) {
+        holder = (uintptr_t)_Py_atomic_load_relaxed(&_PyRuntime.gilstate.tstate_current);
+    }
+    for (int t = 0; t < nthreads; t++) {
+        const PyThreadState *ts = &st->tstates[t];
+        if (ts->thread_id == 0 || ts->cframe == NULL) {
+            continue; /* starting or ending */
+        }
+        int dup = 0;
+        for (int k = 0; k < t; k++) {
+            dup |= st->tstates[k].native_thread_id == ts->native_thread_id;
+        }
+        if (dup) {
+            continue; /* a new tstate still carrying its creator's ids */
+        }
+        uint64_t cpu_ns = 0;
+        if (s->mode == OXP_MODE_CPU) {
+            cpu_ns = oxp_sampler_cpu_delta(s, ts->native_thread_id, tick);
+            if (cpu_ns == 0) {
+                pthread_mutex_lock(&db->lock);
+                s->stats.idle_skipped++;
+                pthread_mutex_unlock(&db->lock);
+                continue;
+            }
+        }
+        int truncated = 0;
+        int n = walk_frames(st, ts, &truncated);
+        int drop = 0;
+        if (n == -1) {
+            drop = OXP_DROP_READ + 1;
+        } else if (n == -2) {
+            drop = OXP_DROP_INVALID + 1;
+        }
+        uint32_t mask = (n > 0) ? read_code_headers(st, n) : 0;
+        pthread_mutex_lock(&db->lock);
+        if (n > 0) {
+            drop = record_thread_unlocked(s, st, n, mask, ts, holder == st->tstate_addrs[t], cpu_ns);
+            s->stats.truncated += truncated ? 1 : 0;
+        }
+        if (drop) {
+            s->stats.dropped[drop - 1]++;
+        }
+        pthread_mutex_unlock(&db->lock);
+    }
+}
+
+#else /* !OXP_HAVE_NOGIL */
+
+int oxp_capture_nogil_available(const char **why)
+{
+    *why = "this build has no GIL-free capture (it needs CPython 3.11 on Linux with the internal headers)";
+    return 0;
+}
+
+void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
+{
+    (void)tick;
+    pthread_mutex_lock(&s->db->lock);
+    s->stats.dropped[OXP_DROP_INVALID]++;
+    pthread_mutex_unlock(&s->db->lock);
+}
+
+void oxp_capture_nogil_free(oxp_sampler_t *s) { (void)s; }
+
+#endif

@@ -1,0 +1,135 @@
+/* The sampler: a native thread that wakes on an absolute schedule and asks a
+ * capture backend for every Python thread's stack, recording into a database.
+ * Also the process-wide registry of samplers that fork and exit handling use. */
+#ifndef OXP_SAMPLER_H
+#define OXP_SAMPLER_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "codecache.h"
+#include "db.h"
+
+typedef enum { OXP_BACKEND_GIL = 0, OXP_BACKEND_NOGIL = 1 } oxp_backend_t;
+typedef enum { OXP_MODE_WALL = 0, OXP_MODE_CPU = 1 } oxp_mode_t;
+
+/* Why a thread's sample was not recorded. */
+typedef enum {
+    OXP_DROP_READ = 0,    /* memory could not be read (stale pointer) */
+    OXP_DROP_INVALID,     /* a frame, code object or string failed validation */
+    OXP_DROP_THREADS,     /* thread list too long or cyclic */
+    OXP_DROP_NO_GIL,      /* gil backend: could not take the GIL (finalizing) */
+    OXP_DROP_NO_MEMORY,   /* scratch buffers could not grow */
+    OXP_DROP_NREASONS
+} oxp_drop_t;
+
+extern const char *const oxp_drop_names[OXP_DROP_NREASONS];
+
+#define OXP_MIN_INTERVAL_NS 50000LL          /* 50 µs */
+#define OXP_MAX_INTERVAL_NS 10000000000LL    /* 10 s */
+
+/* Sampler statistics.  Written by the sampler thread, read by Python; every
+ * field is guarded by the database lock of the sampler (db->lock). */
+typedef struct {
+    uint64_t ticks;            /* wakeups that captured */
+    uint64_t samples;          /* thread stacks recorded */
+    uint64_t gil_samples;      /* ... of which the thread held the GIL */
+    uint64_t late_wakeups;     /* wakeups more than one interval late */
+    uint64_t missed_ticks;     /* ticks skipped because of lateness */
+    uint64_t truncated;        /* stacks deeper than OXP_MAX_DEPTH */
+    uint64_t idle_skipped;     /* cpu mode: thread samples skipped as idle */
+    uint64_t dropped[OXP_DROP_NREASONS];
+    uint64_t interval_n;       /* Welford accumulators of tick-to-tick time */
+    double interval_mean_ns;
+    double interval_m2;
+    uint64_t capture_total_ns; /* time spent in capture + record */
+    uint64_t capture_max_ns;
+    int64_t first_tick_ns;     /* CLOCK_MONOTONIC of the first tick */
+    int64_t last_tick_ns;
+    uint64_t cache_misses;     /* code objects resolved (nogil) */
+} oxp_stats_t;
+
+/* Per-thread CPU clock readings for cpu mode (sampler thread only). */
+typedef struct {
+    uint64_t native_id;
+    uint64_t last_ns;
+    uint64_t seen_tick;
+} oxp_cpuclock_t;
+
+/* Scratch space a tick fills (sampler thread only, or the GIL holder). */
+typedef struct {
+    oxp_frame_t *frames;
+    size_t frames_cap;
+} oxp_scratch_t;
+
+enum { OXP_STOPPED = 0, OXP_RUNNING = 1, OXP_EXITING = 2 };
+
+typedef struct oxp_sampler {
+    /* Guards state, paused, interval_ns, reschedule, thread_started, pid. */
+    pthread_mutex_t state_lock;
+    pthread_cond_t wake; /* signalled on any change of the fields above */
+    int state;
+    int paused;
+    int reschedule; /* the interval changed: restart the schedule */
+    int64_t interval_ns;
+    int thread_started; /* `thread` is joinable */
+    pthread_t thread;
+    pid_t pid; /* process that started the thread */
+    int forked; /* the thread was lost in a fork (child side) */
+
+    /* Fixed while the thread runs (set before start). */
+    oxp_mode_t mode;
+    oxp_backend_t backend;
+    PyInterpreterState *interp; /* Borrowed: the interpreter being sampled. */
+    oxp_db_t *db; /* Borrowed: owned by the Python Database the Sampler object keeps. */
+
+    oxp_stats_t stats; /* guarded by db->lock */
+    uint64_t sampler_native_id; /* TID of the sampler thread, 0 before it runs */
+
+    /* Sampler-thread-only state. */
+    oxp_codecache_t cache;
+    oxp_scratch_t scratch;
+    oxp_cpuclock_t *cpu;
+    size_t cpu_cap;
+    PyThreadState *own_tstate; /* Owned: created for the gil backend, NULL otherwise. */
+    void *nogil_state; /* capture_nogil.c's scratch, opaque here */
+
+    struct oxp_sampler *next; /* registry link, guarded by the registry lock */
+} oxp_sampler_t;
+
+/* 0 / -1 with a Python exception (GIL held). */
+int oxp_sampler_init(oxp_sampler_t *s, oxp_db_t *db, oxp_mode_t mode, oxp_backend_t backend,
+                     int64_t interval_ns);
+/* Stops (GIL held; released while joining) and frees. */
+void oxp_sampler_fini(oxp_sampler_t *s);
+/* Starts the thread.  0 / -1 with a Python exception. */
+int oxp_sampler_start(oxp_sampler_t *s, int paused);
+/* Asks the thread to end and joins it; releases the GIL while joining. */
+void oxp_sampler_stop(oxp_sampler_t *s);
+void oxp_sampler_set_paused(oxp_sampler_t *s, int paused);
+void oxp_sampler_set_interval(oxp_sampler_t *s, int64_t interval_ns);
+int oxp_sampler_is_alive(oxp_sampler_t *s);
+
+/* Records one captured thread stack (caller holds s->db->lock). Frames leaf first. */
+void oxp_sampler_record_unlocked(oxp_sampler_t *s, oxp_db_t *db, uint64_t ident, uint64_t native_id,
+                                 const char *label, size_t label_len, const oxp_frame_t *frames,
+                                 uint32_t depth, int held_gil, uint64_t cpu_ns);
+/* cpu mode: CPU ns the thread used since the last call (0 on first sight). */
+uint64_t oxp_sampler_cpu_delta(oxp_sampler_t *s, uint64_t native_id, uint64_t tick);
+/* Scratch frames of at least n entries, or NULL. */
+oxp_frame_t *oxp_scratch_frames(oxp_scratch_t *sc, size_t n);
+
+int64_t oxp_now_ns(void);
+
+/* Registry, fork and exit (module.c installs these). */
+void oxp_registry_add(oxp_sampler_t *s);
+void oxp_registry_remove(oxp_sampler_t *s);
+void oxp_registry_stop_all(void); /* GIL held */
+void oxp_atfork_prepare(void);
+void oxp_atfork_parent(void);
+void oxp_atfork_child(void);
+
+#endif

@@ -1,0 +1,1117 @@
+/* The Snapshot type: an immutable copy of a database, and the heavy queries
+ * the Python Profile runs on it (aggregation, folded stacks, flame tree,
+ * pprof).  Rows can be selected by a mask: bytes with one flag per row. */
+#include "snapshot.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "pprof.h"
+
+typedef struct {
+    PyObject_HEAD
+    oxp_db_t db;              /* frozen: never written after creation */
+    int has_db;
+    uint32_t nlabels;
+    uint32_t *label_of_str;   /* string id -> label index + 1 (0: not a label) */
+    oxp_id_t *label_strs;     /* label index -> string id */
+    PyObject *functions;      /* Owned, lazily built list */
+    PyObject *threads;        /* Owned, lazily built list */
+    PyObject *labels;         /* Owned, lazily built list */
+    PyObject *rows;           /* Owned, lazily built list */
+} SnapshotObject;
+
+static PyTypeObject *snapshot_type; /* Owned: set by oxp_snapshot_register */
+
+/* -- construction -------------------------------------------------------- */
+
+/* Adds the overflow bucket as a visible function/stack/thread/row. */
+static int add_overflow_row(oxp_db_t *db)
+{
+    if (db->overflow_hits == 0) {
+        return 0;
+    }
+    oxp_func_t f;
+    oxp_id_t func, stack, thread;
+    static const char qual[] = "<samples beyond the memory cap>";
+    if (oxp_db_intern(db, "<overflow>", 10, &f.name) < 0 ||
+        oxp_db_intern(db, qual, sizeof(qual) - 1, &f.qualname) < 0 ||
+        oxp_db_intern(db, "ox_profile", 10, &f.module) < 0 ||
+        oxp_db_intern(db, "<ox_profile>", 12, &f.filename) < 0) {
+        return -1;
+    }
+    f.firstlineno = 0;
+    oxp_frame_t frame;
+    if (oxp_db_func(db, &f, &func) < 0) {
+        return -1;
+    }
+    frame.func = func;
+    frame.line = 0;
+    if (oxp_db_stack(db, &frame, 1, &stack) < 0 || oxp_db_thread(db, 0, 0, &thread) < 0 ||
+        oxp_db_thread_set_name(db, thread, "(memory cap reached)", 20) < 0) {
+        return -1;
+    }
+    uint64_t total = db->total_hits;
+    if (oxp_db_add_count(db, thread, OXP_NO_ID, stack, db->overflow_hits, db->overflow_gil_hits,
+                         db->overflow_cpu_ns) < 0) {
+        return -1;
+    }
+    db->total_hits = total;
+    return 0;
+}
+
+static int index_labels(SnapshotObject *self)
+{
+    size_t nstr = oxp_db_nstrings(&self->db);
+    self->label_of_str = PyMem_Calloc(nstr + 1, sizeof(uint32_t));
+    self->label_strs = PyMem_Calloc(nstr + 1, sizeof(oxp_id_t));
+    if (self->label_of_str == NULL || self->label_strs == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    const oxp_count_t *rows = oxp_db_counts(&self->db);
+    for (size_t i = 0; i < self->db.counts.len; i++) {
+        oxp_id_t lab = rows[i].label;
+        if (lab != OXP_NO_ID && lab < nstr && self->label_of_str[lab] == 0) {
+            self->label_strs[self->nlabels] = lab;
+            self->label_of_str[lab] = ++self->nlabels;
+        }
+    }
+    return 0;
+}
+
+static SnapshotObject *snapshot_alloc(void)
+{
+    SnapshotObject *self = (SnapshotObject *)snapshot_type->tp_alloc(snapshot_type, 0);
+    return self;
+}
+
+PyObject *oxp_snapshot_from_db(oxp_db_t *db)
+{
+    SnapshotObject *self = snapshot_alloc();
+    if (self == NULL) {
+        return NULL;
+    }
+    pthread_mutex_lock(&db->lock);
+    int rc = oxp_db_copy(&self->db, db);
+    pthread_mutex_unlock(&db->lock);
+    if (rc < 0) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    self->has_db = 1;
+    self->db.cap_bytes = SIZE_MAX; /* a snapshot is never over budget */
+    if (add_overflow_row(&self->db) < 0) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    if (index_labels(self) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void Snapshot_dealloc(SnapshotObject *self)
+{
+    if (self->has_db) {
+        oxp_db_free(&self->db);
+    }
+    PyMem_Free(self->label_of_str);
+    PyMem_Free(self->label_strs);
+    Py_CLEAR(self->functions);
+    Py_CLEAR(self->threads);
+    Py_CLEAR(self->labels);
+    Py_CLEAR(self->rows);
+    PyTypeObject *tp = Py_TYPE(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static int intern_pystr(oxp_db_t *db, PyObject *obj, oxp_id_t *out, const char *what)
+{
+    if (!PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "Snapshot.from_raw: %s must be str, not %.100s", what,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    Py_ssize_t len;
+    const char *s = PyUnicode_AsUTF8AndSize(obj, &len);
+    if (s == NULL) {
+        return -1;
+    }
+    if (oxp_db_intern(db, s, (size_t)len, out) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* Snapshot.from_raw(functions, threads, labels, stacks, rows): rebuilds a
+ * snapshot from plain tuples (tests, merging, loading). */
+static PyObject *Snapshot_from_raw(PyObject *cls, PyObject *args)
+{
+    (void)cls;
+    PyObject *functions, *threads, *labels, *stacks, *rows;
+    if (!PyArg_ParseTuple(args, "OOOOO:from_raw", &functions, &threads, &labels, &stacks, &rows)) {
+        return NULL;
+    }
+    SnapshotObject *self = snapshot_alloc();
+    if (self == NULL) {
+        return NULL;
+    }
+    oxp_id_t *label_ids = NULL;
+    PyObject *seqs[5] = {NULL, NULL, NULL, NULL, NULL};
+    if (oxp_db_init(&self->db, SIZE_MAX) < 0) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    self->has_db = 1;
+    oxp_db_t *db = &self->db;
+    const char *names[5] = {"functions", "threads", "labels", "stacks", "rows"};
+    PyObject *in[5] = {functions, threads, labels, stacks, rows};
+    for (int i = 0; i < 5; i++) {
+        seqs[i] = PySequence_Fast(in[i], names[i]);
+        if (seqs[i] == NULL) {
+            goto error;
+        }
+    }
+    Py_ssize_t nf = PySequence_Fast_GET_SIZE(seqs[0]);
+    for (Py_ssize_t i = 0; i < nf; i++) {
+        PyObject *name, *qual, *mod, *file;
+        int first;
+        oxp_func_t f;
+        oxp_id_t id;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seqs[0], i), "UUUUi:function", &name, &qual, &mod,
+                              &file, &first) ||
+            intern_pystr(db, name, &f.name, "name") < 0 || intern_pystr(db, qual, &f.qualname, "qualname") < 0 ||
+            intern_pystr(db, mod, &f.module, "module") < 0 || intern_pystr(db, file, &f.filename, "filename") < 0) {
+            goto error;
+        }
+        f.firstlineno = first;
+        if (oxp_db_func(db, &f, &id) < 0 || id != (oxp_id_t)i) {
+            PyErr_Format(PyExc_ValueError, "Snapshot.from_raw: function %zd is a duplicate", i);
+            goto error;
+        }
+    }
+    Py_ssize_t nt = PySequence_Fast_GET_SIZE(seqs[1]);
+    for (Py_ssize_t i = 0; i < nt; i++) {
+        unsigned long long ident, native;
+        PyObject *tname;
+        oxp_id_t id;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seqs[1], i), "KKO:thread", &ident, &native, &tname)) {
+            goto error;
+        }
+        if (oxp_db_thread(db, ident, native, &id) < 0 || id != (oxp_id_t)i) {
+            PyErr_Format(PyExc_ValueError, "Snapshot.from_raw: thread %zd is a duplicate", i);
+            goto error;
+        }
+        if (tname != Py_None) {
+            oxp_id_t sid;
+            if (intern_pystr(db, tname, &sid, "thread name") < 0) {
+                goto error;
+            }
+            ((oxp_thread_t *)db->threads.data)[id].name = sid;
+        }
+    }
+    Py_ssize_t nl = PySequence_Fast_GET_SIZE(seqs[2]);
+    label_ids = PyMem_Calloc((size_t)nl + 1, sizeof(oxp_id_t));
+    if (label_ids == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    for (Py_ssize_t i = 0; i < nl; i++) {
+        if (intern_pystr(db, PySequence_Fast_GET_ITEM(seqs[2], i), &label_ids[i], "label") < 0) {
+            goto error;
+        }
+    }
+    Py_ssize_t ns = PySequence_Fast_GET_SIZE(seqs[3]);
+    oxp_frame_t frames[OXP_MAX_DEPTH];
+    for (Py_ssize_t i = 0; i < ns; i++) {
+        PyObject *st = PySequence_Fast(PySequence_Fast_GET_ITEM(seqs[3], i), "stack must be a sequence");
+        if (st == NULL) {
+            goto error;
+        }
+        Py_ssize_t depth = PySequence_Fast_GET_SIZE(st);
+        if (depth > OXP_MAX_DEPTH) {
+            Py_DECREF(st);
+            PyErr_SetString(PyExc_ValueError, "Snapshot.from_raw: stack deeper than the maximum");
+            goto error;
+        }
+        for (Py_ssize_t k = 0; k < depth; k++) {
+            unsigned int func;
+            int line;
+            if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(st, k), "Ii:frame", &func, &line)) {
+                Py_DECREF(st);
+                goto error;
+            }
+            if (func >= nf) {
+                Py_DECREF(st);
+                PyErr_Format(PyExc_ValueError, "Snapshot.from_raw: frame names function %u of %zd", func, nf);
+                goto error;
+            }
+            frames[k].func = func;
+            frames[k].line = line;
+        }
+        Py_DECREF(st);
+        oxp_id_t id;
+        if (oxp_db_stack(db, frames, (uint32_t)depth, &id) < 0 || id != (oxp_id_t)i) {
+            PyErr_Format(PyExc_ValueError, "Snapshot.from_raw: stack %zd is a duplicate", i);
+            goto error;
+        }
+    }
+    Py_ssize_t nr = PySequence_Fast_GET_SIZE(seqs[4]);
+    for (Py_ssize_t i = 0; i < nr; i++) {
+        int thread, label, stack;
+        unsigned long long hits, gil, cpu;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seqs[4], i), "iiiKKK:row", &thread, &label, &stack, &hits,
+                              &gil, &cpu)) {
+            goto error;
+        }
+        if (thread < 0 || thread >= nt || stack < 0 || stack >= ns || label < -1 || label >= nl) {
+            PyErr_Format(PyExc_ValueError, "Snapshot.from_raw: row %zd refers to a missing thread, label or stack",
+                         i);
+            goto error;
+        }
+        if (oxp_db_add_count(db, (oxp_id_t)thread, label < 0 ? OXP_NO_ID : label_ids[label], (oxp_id_t)stack,
+                             hits, gil, cpu) < 0) {
+            PyErr_NoMemory();
+            goto error;
+        }
+    }
+    for (int i = 0; i < 5; i++) {
+        Py_DECREF(seqs[i]);
+    }
+    PyMem_Free(label_ids);
+    if (index_labels(self) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+
+error:
+    for (int i = 0; i < 5; i++) {
+        Py_XDECREF(seqs[i]);
+    }
+    PyMem_Free(label_ids);
+    Py_DECREF(self);
+    return NULL;
+}
+
+/* -- tables -------------------------------------------------------------- */
+
+static PyObject *str_of(const oxp_db_t *db, oxp_id_t id)
+{
+    const char *s = oxp_db_str(db, id);
+    return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
+}
+
+static PyObject *Snapshot_get_functions(SnapshotObject *self, void *closure)
+{
+    (void)closure;
+    if (self->functions == NULL) {
+        const oxp_func_t *funcs = oxp_db_funcs(&self->db);
+        PyObject *list = PyList_New((Py_ssize_t)self->db.funcs.len);
+        if (list == NULL) {
+            return NULL;
+        }
+        for (size_t i = 0; i < self->db.funcs.len; i++) {
+            const oxp_func_t *f = &funcs[i];
+            PyObject *t = Py_BuildValue("(NNNNi)", str_of(&self->db, f->name), str_of(&self->db, f->qualname),
+                                        str_of(&self->db, f->module), str_of(&self->db, f->filename),
+                                        (int)f->firstlineno);
+            if (t == NULL) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            PyList_SET_ITEM(list, (Py_ssize_t)i, t);
+        }
+        self->functions = list;
+    }
+    return Py_NewRef(self->functions);
+}
+
+static PyObject *Snapshot_get_threads(SnapshotObject *self, void *closure)
+{
+    (void)closure;
+    if (self->threads == NULL) {
+        const oxp_thread_t *threads = oxp_db_threads(&self->db);
+        PyObject *list = PyList_New((Py_ssize_t)self->db.threads.len);
+        if (list == NULL) {
+            return NULL;
+        }
+        for (size_t i = 0; i < self->db.threads.len; i++) {
+            const oxp_thread_t *t = &threads[i];
+            PyObject *name = t->name == OXP_NO_ID ? Py_NewRef(Py_None) : str_of(&self->db, t->name);
+            PyObject *tup = Py_BuildValue("(KKN)", (unsigned long long)t->ident, (unsigned long long)t->native_id,
+                                          name);
+            if (tup == NULL) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            PyList_SET_ITEM(list, (Py_ssize_t)i, tup);
+        }
+        self->threads = list;
+    }
+    return Py_NewRef(self->threads);
+}
+
+static PyObject *Snapshot_get_labels(SnapshotObject *self, void *closure)
+{
+    (void)closure;
+    if (self->labels == NULL) {
+        PyObject *list = PyList_New(self->nlabels);
+        if (list == NULL) {
+            return NULL;
+        }
+        for (uint32_t i = 0; i < self->nlabels; i++) {
+            PyObject *s = str_of(&self->db, self->label_strs[i]);
+            if (s == NULL) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            PyList_SET_ITEM(list, i, s);
+        }
+        self->labels = list;
+    }
+    return Py_NewRef(self->labels);
+}
+
+static int label_index(const SnapshotObject *self, oxp_id_t lab)
+{
+    return lab == OXP_NO_ID ? -1 : (int)self->label_of_str[lab] - 1;
+}
+
+static PyObject *Snapshot_get_rows(SnapshotObject *self, void *closure)
+{
+    (void)closure;
+    if (self->rows == NULL) {
+        const oxp_count_t *rows = oxp_db_counts(&self->db);
+        PyObject *list = PyList_New((Py_ssize_t)self->db.counts.len);
+        if (list == NULL) {
+            return NULL;
+        }
+        for (size_t i = 0; i < self->db.counts.len; i++) {
+            const oxp_count_t *c = &rows[i];
+            PyObject *t = Py_BuildValue("(IiIKKK)", c->thread, label_index(self, c->label), c->stack,
+                                        (unsigned long long)c->hits, (unsigned long long)c->gil_hits,
+                                        (unsigned long long)c->cpu_ns);
+            if (t == NULL) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            PyList_SET_ITEM(list, (Py_ssize_t)i, t);
+        }
+        self->rows = list;
+    }
+    return Py_NewRef(self->rows);
+}
+
+static PyObject *Snapshot_get_nstacks(SnapshotObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSize_t(self->db.stacks.len);
+}
+
+static PyObject *Snapshot_get_total(SnapshotObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromUnsignedLongLong(self->db.total_hits);
+}
+
+static PyObject *Snapshot_get_overflow(SnapshotObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromUnsignedLongLong(self->db.overflow_hits);
+}
+
+static PyObject *Snapshot_stack(SnapshotObject *self, PyObject *arg)
+{
+    Py_ssize_t i = PyLong_AsSsize_t(arg);
+    if (i == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (i < 0 || (size_t)i >= self->db.stacks.len) {
+        PyErr_SetString(PyExc_IndexError, "stack index out of range");
+        return NULL;
+    }
+    const oxp_stack_t *st = &oxp_db_stacks(&self->db)[i];
+    const oxp_frame_t *fr = oxp_db_frames(&self->db) + st->offset;
+    PyObject *tup = PyTuple_New(st->depth);
+    if (tup == NULL) {
+        return NULL;
+    }
+    for (uint32_t k = 0; k < st->depth; k++) {
+        PyObject *pair = Py_BuildValue("(Ii)", fr[k].func, (int)fr[k].line);
+        if (pair == NULL) {
+            Py_DECREF(tup);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(tup, k, pair);
+    }
+    return tup;
+}
+
+/* -- queries ------------------------------------------------------------- */
+
+/* Parses an optional row mask (bytes-like, one byte per row, or None). */
+static int get_mask(SnapshotObject *self, PyObject *obj, Py_buffer *view, const uint8_t **mask)
+{
+    *mask = NULL;
+    view->obj = NULL;
+    if (obj == Py_None) {
+        return 0;
+    }
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    if ((size_t)view->len != self->db.counts.len) {
+        PyErr_Format(PyExc_ValueError, "mask has %zd entries for %zu rows", view->len, self->db.counts.len);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    *mask = view->buf;
+    return 0;
+}
+
+static void release_mask(Py_buffer *view)
+{
+    if (view->obj != NULL) {
+        PyBuffer_Release(view);
+    }
+}
+
+/* aggregate(mask, groups=None) -> [(group, self, total)]: functions merged by
+ * groups[function] (default: each its own); total counts a group once per
+ * sample even when it recurses. */
+static PyObject *Snapshot_aggregate(SnapshotObject *self, PyObject *args)
+{
+    PyObject *mask_obj = Py_None, *groups_obj = Py_None;
+    if (!PyArg_ParseTuple(args, "|OO:aggregate", &mask_obj, &groups_obj)) {
+        return NULL;
+    }
+    Py_buffer view;
+    const uint8_t *mask;
+    if (get_mask(self, mask_obj, &view, &mask) < 0) {
+        return NULL;
+    }
+    size_t nfuncs = self->db.funcs.len;
+    uint32_t *group = PyMem_Malloc((nfuncs + 1) * sizeof(uint32_t));
+    PyObject *result = NULL;
+    uint64_t *self_hits = NULL, *total_hits = NULL;
+    uint32_t *stamp = NULL;
+    size_t ngroups = nfuncs;
+    if (group == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (groups_obj == Py_None) {
+        for (size_t i = 0; i < nfuncs; i++) {
+            group[i] = (uint32_t)i;
+        }
+    } else {
+        PyObject *seq = PySequence_Fast(groups_obj, "groups must be a sequence of ints");
+        if (seq == NULL) {
+            goto done;
+        }
+        if ((size_t)PySequence_Fast_GET_SIZE(seq) != nfuncs) {
+            Py_DECREF(seq);
+            PyErr_Format(PyExc_ValueError, "groups has %zd entries for %zu functions",
+                         PySequence_Fast_GET_SIZE(seq), nfuncs);
+            goto done;
+        }
+        ngroups = 0;
+        for (size_t i = 0; i < nfuncs; i++) {
+            long g = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, (Py_ssize_t)i));
+            if ((g == -1 && PyErr_Occurred()) || g < 0 || (size_t)g > nfuncs) {
+                Py_DECREF(seq);
+                if (!PyErr_Occurred()) {
+                    PyErr_SetString(PyExc_ValueError, "groups must be ints in [0, number of functions]");
+                }
+                goto done;
+            }
+            group[i] = (uint32_t)g;
+            if ((size_t)g + 1 > ngroups) {
+                ngroups = (size_t)g + 1;
+            }
+        }
+        Py_DECREF(seq);
+    }
+    self_hits = PyMem_Calloc(ngroups + 1, sizeof(uint64_t));
+    total_hits = PyMem_Calloc(ngroups + 1, sizeof(uint64_t));
+    stamp = PyMem_Calloc(ngroups + 1, sizeof(uint32_t));
+    if (self_hits == NULL || total_hits == NULL || stamp == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* Sum hits per stack first: many rows share a stack. */
+    const oxp_count_t *rows = oxp_db_counts(&self->db);
+    const oxp_stack_t *stacks = oxp_db_stacks(&self->db);
+    const oxp_frame_t *frames = oxp_db_frames(&self->db);
+    uint32_t tick = 0;
+    for (size_t r = 0; r < self->db.counts.len; r++) {
+        if (mask != NULL && !mask[r]) {
+            continue;
+        }
+        const oxp_stack_t *st = &stacks[rows[r].stack];
+        const oxp_frame_t *fr = frames + st->offset;
+        uint64_t hits = rows[r].hits;
+        if (st->depth == 0 || hits == 0) {
+            continue;
+        }
+        tick++;
+        self_hits[group[fr[0].func]] += hits;
+        for (uint32_t k = 0; k < st->depth; k++) {
+            uint32_t g = group[fr[k].func];
+            if (stamp[g] != tick) {
+                stamp[g] = tick;
+                total_hits[g] += hits;
+            }
+        }
+    }
+    result = PyList_New(0);
+    if (result == NULL) {
+        goto done;
+    }
+    for (size_t g = 0; g < ngroups; g++) {
+        if (total_hits[g] == 0) {
+            continue;
+        }
+        PyObject *t = Py_BuildValue("(nKK)", (Py_ssize_t)g, (unsigned long long)self_hits[g],
+                                    (unsigned long long)total_hits[g]);
+        if (t == NULL || PyList_Append(result, t) < 0) {
+            Py_XDECREF(t);
+            Py_CLEAR(result);
+            goto done;
+        }
+        Py_DECREF(t);
+    }
+done:
+    release_mask(&view);
+    PyMem_Free(group);
+    PyMem_Free(self_hits);
+    PyMem_Free(total_hits);
+    PyMem_Free(stamp);
+    return result;
+}
+
+/* line_hits(mask) -> [(function, line, self hits)] for every leaf line. */
+static PyObject *Snapshot_line_hits(SnapshotObject *self, PyObject *args)
+{
+    PyObject *mask_obj = Py_None;
+    if (!PyArg_ParseTuple(args, "|O:line_hits", &mask_obj)) {
+        return NULL;
+    }
+    Py_buffer view;
+    const uint8_t *mask;
+    if (get_mask(self, mask_obj, &view, &mask) < 0) {
+        return NULL;
+    }
+    /* Leaf (function, line) pairs are few: sort-and-merge an array of them. */
+    size_t n = self->db.counts.len;
+    typedef struct {
+        uint64_t key;
+        uint64_t hits;
+    } pair_t;
+    pair_t *pairs = PyMem_Malloc((n + 1) * sizeof(pair_t));
+    PyObject *result = NULL;
+    if (pairs == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const oxp_count_t *rows = oxp_db_counts(&self->db);
+    const oxp_stack_t *stacks = oxp_db_stacks(&self->db);
+    const oxp_frame_t *frames = oxp_db_frames(&self->db);
+    size_t m = 0;
+    for (size_t r = 0; r < n; r++) {
+        if ((mask != NULL && !mask[r]) || rows[r].hits == 0) {
+            continue;
+        }
+        const oxp_stack_t *st = &stacks[rows[r].stack];
+        if (st->depth == 0) {
+            continue;
+        }
+        const oxp_frame_t *leaf = frames + st->offset;
+        pairs[m].key = ((uint64_t)leaf->func << 32) | (uint32_t)leaf->line;
+        pairs[m].hits = rows[r].hits;
+        m++;
+    }
+    /* Insertion into an index keyed by the pair keeps this O(n). */
+    oxp_index_t ix = {0};
+    uint64_t *keys = PyMem_Malloc((m + 1) * sizeof(uint64_t));
+    uint64_t *sums = PyMem_Calloc(m + 1, sizeof(uint64_t));
+    size_t nk = 0;
+    if (keys == NULL || sums == NULL) {
+        PyMem_Free(keys);
+        PyMem_Free(sums);
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (size_t i = 0; i < m; i++) {
+        uint32_t h = oxp_hash_bytes(&pairs[i].key, sizeof(uint64_t), 0x11u);
+        uint32_t found = UINT32_MAX;
+        if (ix.mask) {
+            for (uint32_t s = h & ix.mask; ix.slots[s]; s = (s + 1) & ix.mask) {
+                uint32_t id = (uint32_t)(ix.slots[s] & 0xffffffffu) - 1;
+                if ((uint32_t)(ix.slots[s] >> 32) == h && keys[id] == pairs[i].key) {
+                    found = id;
+                    break;
+                }
+            }
+        }
+        if (found == UINT32_MAX) {
+            if (oxp_index_needs_grow(&ix) && oxp_index_resize(&ix, ix.mask ? (ix.mask + 1) * 2 : 64) < 0) {
+                oxp_index_free(&ix);
+                PyMem_Free(keys);
+                PyMem_Free(sums);
+                PyErr_NoMemory();
+                goto done;
+            }
+            keys[nk] = pairs[i].key;
+            oxp_index_put(&ix, h, (uint32_t)nk);
+            found = (uint32_t)nk++;
+        }
+        sums[found] += pairs[i].hits;
+    }
+    oxp_index_free(&ix);
+    result = PyList_New((Py_ssize_t)nk);
+    if (result != NULL) {
+        for (size_t i = 0; i < nk; i++) {
+            PyObject *t = Py_BuildValue("(IiK)", (unsigned int)(keys[i] >> 32), (int)(int32_t)(keys[i] & 0xffffffffu),
+                                        (unsigned long long)sums[i]);
+            if (t == NULL) {
+                Py_CLEAR(result);
+                break;
+            }
+            PyList_SET_ITEM(result, (Py_ssize_t)i, t);
+        }
+    }
+    PyMem_Free(keys);
+    PyMem_Free(sums);
+done:
+    release_mask(&view);
+    PyMem_Free(pairs);
+    return result;
+}
+
+/* Hits per stack for the selected rows (caller frees). */
+static uint64_t *stack_hits(SnapshotObject *self, const uint8_t *mask)
+{
+    uint64_t *hits = PyMem_Calloc(self->db.stacks.len + 1, sizeof(uint64_t));
+    if (hits == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    const oxp_count_t *rows = oxp_db_counts(&self->db);
+    for (size_t r = 0; r < self->db.counts.len; r++) {
+        if (mask == NULL || mask[r]) {
+            hits[rows[r].stack] += rows[r].hits;
+        }
+    }
+    return hits;
+}
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} strbuf_t;
+
+static int sb_put(strbuf_t *b, const char *s, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n) {
+            cap *= 2;
+        }
+        char *d = PyMem_Realloc(b->data, cap);
+        if (d == NULL) {
+            return -1;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+/* folded(mask, names) -> str: "root;...;leaf count" per distinct stack. */
+static PyObject *Snapshot_folded(SnapshotObject *self, PyObject *args)
+{
+    PyObject *mask_obj, *names_obj;
+    if (!PyArg_ParseTuple(args, "OO:folded", &mask_obj, &names_obj)) {
+        return NULL;
+    }
+    Py_buffer view;
+    const uint8_t *mask;
+    if (get_mask(self, mask_obj, &view, &mask) < 0) {
+        return NULL;
+    }
+    PyObject *result = NULL, *seq = NULL;
+    const char **names = NULL;
+    Py_ssize_t *lens = NULL;
+    uint64_t *hits = NULL;
+    strbuf_t sb = {NULL, 0, 0};
+    size_t nfuncs = self->db.funcs.len;
+    seq = PySequence_Fast(names_obj, "names must be a sequence of str");
+    if (seq == NULL) {
+        goto done;
+    }
+    if ((size_t)PySequence_Fast_GET_SIZE(seq) != nfuncs) {
+        PyErr_Format(PyExc_ValueError, "names has %zd entries for %zu functions", PySequence_Fast_GET_SIZE(seq),
+                     nfuncs);
+        goto done;
+    }
+    names = PyMem_Malloc((nfuncs + 1) * sizeof(char *));
+    lens = PyMem_Malloc((nfuncs + 1) * sizeof(Py_ssize_t));
+    if (names == NULL || lens == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (size_t i = 0; i < nfuncs; i++) {
+        PyObject *o = PySequence_Fast_GET_ITEM(seq, (Py_ssize_t)i);
+        if (!PyUnicode_Check(o)) {
+            PyErr_SetString(PyExc_TypeError, "names must be str");
+            goto done;
+        }
+        names[i] = PyUnicode_AsUTF8AndSize(o, &lens[i]);
+        if (names[i] == NULL) {
+            goto done;
+        }
+    }
+    hits = stack_hits(self, mask);
+    if (hits == NULL) {
+        goto done;
+    }
+    const oxp_stack_t *stacks = oxp_db_stacks(&self->db);
+    const oxp_frame_t *frames = oxp_db_frames(&self->db);
+    for (size_t s = 0; s < self->db.stacks.len; s++) {
+        if (hits[s] == 0 || stacks[s].depth == 0) {
+            continue;
+        }
+        const oxp_frame_t *fr = frames + stacks[s].offset;
+        for (uint32_t k = stacks[s].depth; k-- > 0;) {
+            size_t start = sb.len;
+            if (sb_put(&sb, names[fr[k].func], (size_t)lens[fr[k].func]) < 0 || (k && sb_put(&sb, ";", 1) < 0)) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            /* Separators inside a name would split the frame. */
+            for (size_t c = start; c < start + (size_t)lens[fr[k].func]; c++) {
+                if (sb.data[c] == ';' || sb.data[c] == '\n' || sb.data[c] == '\r') {
+                    sb.data[c] = '_';
+                }
+            }
+        }
+        char num[32];
+        int n = snprintf(num, sizeof(num), " %llu\n", (unsigned long long)hits[s]);
+        if (sb_put(&sb, num, (size_t)n) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    result = PyUnicode_DecodeUTF8(sb.data ? sb.data : "", (Py_ssize_t)sb.len, "replace");
+done:
+    release_mask(&view);
+    Py_XDECREF(seq);
+    PyMem_Free(names);
+    PyMem_Free(lens);
+    PyMem_Free(hits);
+    PyMem_Free(sb.data);
+    return result;
+}
+
+/* flame(mask) -> [-1, total, 0, children]; a node is [function, total, self,
+ * children], children ordered by total, most first. */
+typedef struct {
+    uint32_t func;
+    uint32_t parent;
+    uint64_t total, self;
+    uint32_t first_child, next_sibling; /* node index + 1, 0 = none */
+} fnode_t;
+
+static PyObject *build_flame_list(const fnode_t *nodes, uint32_t root)
+{
+    /* Iterative post-order build: a stack of (node, list) pairs. */
+    typedef struct {
+        uint32_t node;
+        PyObject *children;
+    } frame_t;
+    size_t cap = 64, top = 0;
+    frame_t *stack = PyMem_Malloc(cap * sizeof(frame_t));
+    if (stack == NULL) {
+        return PyErr_NoMemory();
+    }
+    PyObject *result = NULL;
+    PyObject *children = PyList_New(0);
+    if (children == NULL) {
+        PyMem_Free(stack);
+        return NULL;
+    }
+    stack[top].node = root;
+    stack[top].children = children;
+    top++;
+    /* Visit children lazily: use next pointers stored per frame. */
+    uint32_t *cursor = PyMem_Malloc(cap * sizeof(uint32_t));
+    if (cursor == NULL) {
+        Py_DECREF(children);
+        PyMem_Free(stack);
+        return PyErr_NoMemory();
+    }
+    cursor[0] = nodes[root].first_child;
+    while (top > 0) {
+        uint32_t next = cursor[top - 1];
+        if (next != 0) {
+            uint32_t child = next - 1;
+            cursor[top - 1] = nodes[child].next_sibling;
+            if (top == cap) {
+                cap *= 2;
+                frame_t *ns = PyMem_Realloc(stack, cap * sizeof(frame_t));
+                uint32_t *nc = ns ? PyMem_Realloc(cursor, cap * sizeof(uint32_t)) : NULL;
+                if (ns) {
+                    stack = ns;
+                }
+                if (nc == NULL) {
+                    PyErr_NoMemory();
+                    goto fail;
+                }
+                cursor = nc;
+            }
+            PyObject *kids = PyList_New(0);
+            if (kids == NULL) {
+                goto fail;
+            }
+            stack[top].node = child;
+            stack[top].children = kids;
+            cursor[top] = nodes[child].first_child;
+            top++;
+            continue;
+        }
+        /* All children done: close this node. */
+        top--;
+        const fnode_t *nd = &nodes[stack[top].node];
+        PyObject *item = Py_BuildValue("[iKKN]", stack[top].node == root ? -1 : (int)nd->func,
+                                       (unsigned long long)nd->total, (unsigned long long)nd->self,
+                                       stack[top].children);
+        if (item == NULL) {
+            stack[top].children = NULL;
+            goto fail;
+        }
+        if (top == 0) {
+            result = item;
+            break;
+        }
+        int rc = PyList_Append(stack[top - 1].children, item);
+        Py_DECREF(item);
+        if (rc < 0) {
+            goto fail;
+        }
+    }
+    PyMem_Free(stack);
+    PyMem_Free(cursor);
+    return result;
+fail:
+    for (size_t i = 0; i < top; i++) {
+        Py_XDECREF(stack[i].children);
+    }
+    PyMem_Free(stack);
+    PyMem_Free(cursor);
+    return NULL;
+}
+
+static PyObject *Snapshot_flame(SnapshotObject *self, PyObject *args)
+{
+    PyObject *mask_obj = Py_None;
+    if (!PyArg_ParseTuple(args, "|O:flame", &mask_obj)) {
+        return NULL;
+    }
+    Py_buffer view;
+    const uint8_t *mask;
+    if (get_mask(self, mask_obj, &view, &mask) < 0) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    fnode_t *nodes = NULL;
+    size_t nn = 1, cap = 1024;
+    oxp_index_t ix = {0};
+    uint64_t *hits = stack_hits(self, mask);
+    if (hits == NULL) {
+        goto done;
+    }
+    nodes = PyMem_Calloc(cap, sizeof(fnode_t));
+    if (nodes == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    nodes[0].func = UINT32_MAX;
+    const oxp_stack_t *stacks = oxp_db_stacks(&self->db);
+    const oxp_frame_t *frames = oxp_db_frames(&self->db);
+    for (size_t s = 0; s < self->db.stacks.len; s++) {
+        uint64_t h = hits[s];
+        if (h == 0) {
+            continue;
+        }
+        const oxp_frame_t *fr = frames + stacks[s].offset;
+        uint32_t cur = 0;
+        nodes[0].total += h;
+        for (uint32_t k = stacks[s].depth; k-- > 0;) {
+            uint32_t func = fr[k].func;
+            uint32_t key[2] = {cur, func};
+            uint32_t hh = oxp_hash_bytes(key, sizeof(key), 0xf1u);
+            uint32_t found = UINT32_MAX;
+            if (ix.mask) {
+                for (uint32_t q = hh & ix.mask; ix.slots[q]; q = (q + 1) & ix.mask) {
+                    uint32_t id = (uint32_t)(ix.slots[q] & 0xffffffffu) - 1;
+                    if ((uint32_t)(ix.slots[q] >> 32) == hh && nodes[id].func == func && nodes[id].parent == cur) {
+                        found = id;
+                        break;
+                    }
+                }
+            }
+            if (found == UINT32_MAX) {
+                if (nn == cap) {
+                    fnode_t *grown = PyMem_Realloc(nodes, cap * 2 * sizeof(fnode_t));
+                    if (grown == NULL) {
+                        PyErr_NoMemory();
+                        goto done;
+                    }
+                    memset(grown + cap, 0, cap * sizeof(fnode_t));
+                    nodes = grown;
+                    cap *= 2;
+                }
+                if (oxp_index_needs_grow(&ix) && oxp_index_resize(&ix, ix.mask ? (ix.mask + 1) * 2 : 1024) < 0) {
+                    PyErr_NoMemory();
+                    goto done;
+                }
+                found = (uint32_t)nn++;
+                nodes[found].func = func;
+                nodes[found].parent = cur;
+                nodes[found].next_sibling = nodes[cur].first_child;
+                nodes[cur].first_child = found + 1;
+                oxp_index_put(&ix, hh, found);
+            }
+            nodes[found].total += h;
+            if (k == 0) {
+                nodes[found].self += h;
+            }
+            cur = found;
+        }
+    }
+    /* Order siblings by total, most first (insertion sort per list). */
+    for (size_t p = 0; p < nn; p++) {
+        uint32_t sorted = 0, c = nodes[p].first_child;
+        while (c) {
+            uint32_t next = nodes[c - 1].next_sibling;
+            uint32_t *link = &sorted;
+            while (*link && nodes[*link - 1].total >= nodes[c - 1].total) {
+                link = &nodes[*link - 1].next_sibling;
+            }
+            nodes[c - 1].next_sibling = *link;
+            *link = c;
+            c = next;
+        }
+        nodes[p].first_child = sorted;
+    }
+    result = build_flame_list(nodes, 0);
+done:
+    release_mask(&view);
+    oxp_index_free(&ix);
+    PyMem_Free(nodes);
+    PyMem_Free(hits);
+    return result;
+}
+
+/* pprof(mask, options) -> bytes (uncompressed Profile message). */
+static PyObject *Snapshot_pprof(SnapshotObject *self, PyObject *args)
+{
+    PyObject *mask_obj, *opts_obj;
+    if (!PyArg_ParseTuple(args, "OO!:pprof", &mask_obj, &PyDict_Type, &opts_obj)) {
+        return NULL;
+    }
+    Py_buffer view;
+    const uint8_t *mask;
+    if (get_mask(self, mask_obj, &view, &mask) < 0) {
+        return NULL;
+    }
+    oxp_pprof_opts_t opts;
+    memset(&opts, 0, sizeof(opts));
+    PyObject *mode = PyDict_GetItemString(opts_obj, "mode"); /* borrowed */
+    opts.cpu_mode = mode != NULL && PyUnicode_Check(mode) && PyUnicode_CompareWithASCIIString(mode, "cpu") == 0;
+    const char *keys[3] = {"interval_ns", "time_nanos", "duration_nanos"};
+    int64_t *dst[3] = {&opts.interval_ns, &opts.time_nanos, &opts.duration_nanos};
+    for (int i = 0; i < 3; i++) {
+        PyObject *v = PyDict_GetItemString(opts_obj, keys[i]);
+        if (v != NULL) {
+            *dst[i] = PyLong_AsLongLong(v);
+            if (*dst[i] == -1 && PyErr_Occurred()) {
+                release_mask(&view);
+                return NULL;
+            }
+        }
+    }
+    uint8_t *out = NULL;
+    size_t out_len = 0;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = oxp_pprof_encode(&self->db, mask, &opts, &out, &out_len);
+    Py_END_ALLOW_THREADS
+    release_mask(&view);
+    if (rc < 0) {
+        return PyErr_NoMemory();
+    }
+    PyObject *result = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)out_len);
+    free(out);
+    return result;
+}
+
+static PyMethodDef Snapshot_methods[] = {
+    {"from_raw", (PyCFunction)Snapshot_from_raw, METH_VARARGS | METH_CLASS,
+     "from_raw(functions, threads, labels, stacks, rows) -> Snapshot built from plain tuples."},
+    {"stack", (PyCFunction)Snapshot_stack, METH_O, "stack(i) -> ((function, line), ...), leaf first."},
+    {"aggregate", (PyCFunction)Snapshot_aggregate, METH_VARARGS,
+     "aggregate(mask=None, groups=None) -> [(group, self_hits, total_hits)]."},
+    {"line_hits", (PyCFunction)Snapshot_line_hits, METH_VARARGS,
+     "line_hits(mask=None) -> [(function, line, self_hits)]."},
+    {"folded", (PyCFunction)Snapshot_folded, METH_VARARGS, "folded(mask, names) -> folded stacks text."},
+    {"flame", (PyCFunction)Snapshot_flame, METH_VARARGS, "flame(mask=None) -> nested call tree."},
+    {"pprof", (PyCFunction)Snapshot_pprof, METH_VARARGS, "pprof(mask, options) -> uncompressed pprof bytes."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Snapshot_getset[] = {
+    {"functions", (getter)Snapshot_get_functions, NULL, "[(name, qualname, module, filename, firstlineno)]", NULL},
+    {"threads", (getter)Snapshot_get_threads, NULL, "[(ident, native_id, name or None)]", NULL},
+    {"labels", (getter)Snapshot_get_labels, NULL, "[label]", NULL},
+    {"rows", (getter)Snapshot_get_rows, NULL, "[(thread, label or -1, stack, hits, gil_hits, cpu_ns)]", NULL},
+    {"nstacks", (getter)Snapshot_get_nstacks, NULL, "number of distinct stacks", NULL},
+    {"total_hits", (getter)Snapshot_get_total, NULL, "samples recorded, overflow included", NULL},
+    {"overflow_hits", (getter)Snapshot_get_overflow, NULL, "samples past the memory cap", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot Snapshot_slots[] = {
+    {Py_tp_dealloc, Snapshot_dealloc},
+    {Py_tp_methods, Snapshot_methods},
+    {Py_tp_getset, Snapshot_getset},
+    {Py_tp_doc, "An immutable copy of a profile database."},
+    {0, NULL},
+};
+
+static PyType_Spec Snapshot_spec = {
+    .name = "ox_profile._engine.Snapshot",
+    .basicsize = sizeof(SnapshotObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = Snapshot_slots,
+};
+
+int oxp_snapshot_register(PyObject *module)
+{
+    snapshot_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Snapshot_spec, NULL);
+    if (snapshot_type == NULL) {
+        return -1;
+    }
+    if (PyModule_AddObjectRef(module, "Snapshot", (PyObject *)snapshot_type) < 0) {
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,65 @@
+"""Checks of user-supplied settings, shared by the API, the CLI and the web UI."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from typing import Any, Optional, Pattern
+
+MIN_INTERVAL = 50e-6
+MAX_INTERVAL = 10.0
+MODES = ("wall", "cpu")
+BACKENDS = ("auto", "nogil", "gil")
+MAX_FILTER_LENGTH = 200
+
+
+def interval(value: Any) -> float:
+    """The interval in seconds, or ValueError/TypeError saying what is wrong."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError("interval must be a number of seconds, not %s" % type(value).__name__)
+    seconds = float(value)
+    if math.isnan(seconds) or math.isinf(seconds):
+        raise ValueError("interval must be a finite number of seconds, got %r" % (value,))
+    if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
+        raise ValueError("interval must be between %g and %g seconds, got %r" % (MIN_INTERVAL, MAX_INTERVAL, value))
+    return seconds
+
+
+def mode(value: Any) -> str:
+    """'wall' or 'cpu'."""
+    if value not in MODES:
+        raise ValueError("mode must be one of %s, not %r" % (", ".join(MODES), value))
+    return value
+
+
+def backend(value: Any) -> Optional[str]:
+    """None, 'auto', 'nogil' or 'gil'."""
+    if value is not None and value not in BACKENDS:
+        raise ValueError("backend must be one of %s (or None), not %r" % (", ".join(BACKENDS), value))
+    return value
+
+
+def max_records(value: Any) -> Optional[int]:
+    """None (all) or a positive int."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError("max_records must be a positive integer or None, not %s" % type(value).__name__)
+    if value <= 0:
+        raise ValueError("max_records must be a positive integer or None, got %r" % (value,))
+    return int(value)
+
+
+def regex(value: Any) -> Optional[Pattern[str]]:
+    """A compiled pattern, None for 'everything', or ValueError for a bad one."""
+    if value is None or value == ".*":
+        return None
+    if not isinstance(value, str):
+        raise TypeError("re_filter must be a string, not %s" % type(value).__name__)
+    if len(value) > MAX_FILTER_LENGTH:
+        raise ValueError("re_filter is longer than %d characters" % MAX_FILTER_LENGTH)
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise ValueError("invalid re_filter %r: %s" % (value, exc)) from None

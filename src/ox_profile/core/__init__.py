@@ -1,0 +1,2 @@
+"""The original ox_profile API (``launchers``, ``sampling``, ``recording``),
+kept verbatim on top of the C engine."""

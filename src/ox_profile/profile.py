@@ -1,0 +1,297 @@
+"""The one profile object: what every exporter, the CLI and the web UI read.
+
+A :class:`Profile` wraps an immutable engine snapshot (tables of functions,
+threads, labels, stacks and hit counts copied out of the C database) plus the
+sampler's statistics, and can be narrowed to some threads or labels with
+:meth:`Profile.filter`.  Heavy work (aggregation, folding, flame trees, pprof
+encoding) runs in C on the snapshot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+from ox_profile import _engine
+
+PathLike = Union[str, "os.PathLike[str]"]  # noqa: F821 (string annotation)
+
+
+@dataclasses.dataclass(frozen=True)
+class Function:
+    """A Python function (a code object), identified by all of its fields."""
+
+    index: int
+    name: str
+    qualname: str
+    module: str
+    filename: str
+    firstlineno: int
+
+    @property
+    def seed_name(self) -> str:
+        """The original ox_profile's name for it: ``function(module)``."""
+        return "%s(%s)" % (self.name, self.module)
+
+    @property
+    def location(self) -> str:
+        """``file:firstline``."""
+        return "%s:%d" % (self.filename, self.firstlineno)
+
+    @property
+    def display_name(self) -> str:
+        """``module.qualname``, or the qualname alone when there is no module."""
+        if self.module and self.module not in ("?", ""):
+            return "%s.%s" % (self.module, self.qualname)
+        return self.qualname
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """One frame of a stack: a function and the line executing in it."""
+
+    function: Function
+    line: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ThreadInfo:
+    """A thread seen by the sampler."""
+
+    index: int
+    ident: int
+    native_id: int
+    name: str
+    hits: int
+
+
+@dataclasses.dataclass(frozen=True)
+class StackSample:
+    """A distinct (thread, label, stack) with its counts; frames root first."""
+
+    thread: ThreadInfo
+    label: Optional[str]
+    frames: Tuple[Frame, ...]
+    hits: int
+    gil_hits: int
+    cpu_ns: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionStat:
+    """Hits of one function: self (it was the leaf) and total (it was on the
+    stack, counted once per sample even when it recursed)."""
+
+    function: Function
+    self_hits: int
+    total_hits: int
+    self_share: float
+    total_share: float
+    hot_line: int
+
+    @property
+    def location(self) -> str:
+        """``file:line`` of the line with most self hits (else the first line)."""
+        return "%s:%d" % (self.function.filename, self.hot_line)
+
+
+class Profile:
+    """Samples collected by a profiler, with the statistics of the sampler.
+
+    Build one with :meth:`ox_profile.Profiler.snapshot` (or the launcher's
+    ``snapshot()``); never from the engine directly.
+    """
+
+    def __init__(
+        self,
+        snapshot: "_engine.Snapshot",
+        stats: Optional[Mapping[str, Any]] = None,
+        *,
+        threads: Optional[Iterable[int]] = None,
+        labels: Optional[Iterable[Optional[str]]] = None,
+    ) -> None:
+        self._snap = snapshot
+        self.stats: Dict[str, Any] = dict(stats or {})
+        self.mode: str = self.stats.get("mode", "wall")
+        self.interval: float = float(self.stats.get("interval", 0.001))
+        self.started_at: float = float(self.stats.get("started_at", time.time()))
+        self.duration: float = float(self.stats.get("duration", 0.0))
+        self._thread_filter = None if threads is None else frozenset(threads)
+        self._label_filter = None if labels is None else frozenset(labels)
+        self.functions: List[Function] = [
+            Function(i, *f) for i, f in enumerate(snapshot.functions)
+        ]
+        self.labels_table: List[str] = list(snapshot.labels)
+        self._rows = snapshot.rows
+        keep = self._row_keep()
+        self._mask: Optional[bytes] = None if keep is None else bytes(keep)
+        thread_hits = [0] * len(snapshot.threads)
+        total = gil = cpu = 0
+        for i, row in enumerate(self._rows):
+            if keep is None or keep[i]:
+                thread_hits[row[0]] += row[3]
+                total += row[3]
+                gil += row[4]
+                cpu += row[5]
+        self.total_samples: int = total
+        self.gil_samples: int = gil
+        self.cpu_ns: int = cpu
+        self.threads: List[ThreadInfo] = [
+            ThreadInfo(i, t[0], t[1], t[2] if t[2] is not None else "Thread-%d" % t[1], thread_hits[i])
+            for i, t in enumerate(snapshot.threads)
+        ]
+
+    # -- selection ---------------------------------------------------------
+
+    def _row_keep(self) -> Optional[List[int]]:
+        if self._thread_filter is None and self._label_filter is None:
+            return None
+        label_ids = None
+        if self._label_filter is not None:
+            label_ids = {-1 if lab is None else i for i, lab in enumerate(self._snap.labels)
+                         if lab in self._label_filter}
+            if None in self._label_filter:
+                label_ids.add(-1)
+        keep = []
+        for row in self._rows:
+            ok = True
+            if self._thread_filter is not None and row[0] not in self._thread_filter:
+                ok = False
+            if ok and label_ids is not None and row[1] not in label_ids:
+                ok = False
+            keep.append(1 if ok else 0)
+        return keep
+
+    def filter(
+        self,
+        threads: Optional[Iterable[Union[int, str]]] = None,
+        labels: Optional[Iterable[Optional[str]]] = None,
+    ) -> "Profile":
+        """A profile of only these threads (indexes, idents or names) and labels
+        (``None`` selects samples taken outside any label)."""
+        thread_idx = None
+        if threads is not None:
+            wanted = set(threads)
+            thread_idx = {t.index for t in self.threads
+                          if t.index in wanted or t.ident in wanted or t.name in wanted}
+            if self._thread_filter is not None:
+                thread_idx &= self._thread_filter
+        label_set = self._label_filter if labels is None else frozenset(labels)
+        if labels is not None and self._label_filter is not None:
+            label_set = frozenset(labels) & self._label_filter
+        return Profile(self._snap, self.stats, threads=thread_idx, labels=label_set)
+
+    @property
+    def labels(self) -> List[str]:
+        """Labels (endpoint names and ``ox_profile.label`` values) seen."""
+        used = {row[1] for i, row in enumerate(self._rows)
+                if row[1] >= 0 and (self._mask is None or self._mask[i])}
+        return sorted(self.labels_table[i] for i in used)
+
+    # -- results -----------------------------------------------------------
+
+    def top(self, limit: Optional[int] = None, sort: str = "self",
+            re_filter: Optional[str] = None) -> List[FunctionStat]:
+        """Functions by self (or ``sort='total'``) hits, most first."""
+        if sort not in ("self", "total"):
+            raise ValueError("sort must be 'self' or 'total', not %r" % (sort,))
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0):
+            raise ValueError("limit must be a positive integer or None, not %r" % (limit,))
+        regexp = re.compile(re_filter) if re_filter else None
+        agg = self._snap.aggregate(self._mask, None)
+        hot = self.hot_lines()
+        total = self.total_samples or 1
+        stats = []
+        for fid, self_hits, total_hits in agg:
+            func = self.functions[fid]
+            if regexp is not None and not (regexp.search(func.display_name) or regexp.search(func.filename)):
+                continue
+            stats.append(FunctionStat(func, self_hits, total_hits, self_hits / total,
+                                      total_hits / total, hot.get(fid, func.firstlineno)))
+        key = (lambda s: (-s.self_hits, -s.total_hits)) if sort == "self" else (
+            lambda s: (-s.total_hits, -s.self_hits))
+        stats.sort(key=key)
+        return stats if limit is None else stats[:limit]
+
+    def hot_lines(self) -> Dict[int, int]:
+        """For each function with self hits, the line that had most of them."""
+        best: Dict[int, Tuple[int, int]] = {}
+        for fid, line, hits in self._snap.line_hits(self._mask):
+            if fid not in best or hits > best[fid][1]:
+                best[fid] = (line, hits)
+        return {fid: lh[0] for fid, lh in best.items()}
+
+    def line_hits(self) -> List[Tuple[Function, int, int]]:
+        """(function, line, self hits) for every line that was a leaf."""
+        return [(self.functions[f], line, h) for f, line, h in self._snap.line_hits(self._mask)]
+
+    def grouped(self, groups: Sequence[int]) -> List[Tuple[int, int, int]]:
+        """(group, self, total) where functions are merged by ``groups[function]``;
+        a group is counted once per sample however often it is on the stack."""
+        return self._snap.aggregate(self._mask, list(groups))
+
+    def stacks(self) -> Iterator[StackSample]:
+        """Every distinct (thread, label, stack) in the selection."""
+        cache: Dict[int, Tuple[Frame, ...]] = {}
+        for i, row in enumerate(self._rows):
+            if self._mask is not None and not self._mask[i]:
+                continue
+            thread, label, stack, hits, gil_hits, cpu_ns = row
+            frames = cache.get(stack)
+            if frames is None:
+                frames = tuple(Frame(self.functions[f], line)
+                               for f, line in reversed(self._snap.stack(stack)))
+                cache[stack] = frames
+            yield StackSample(self.threads[thread], None if label < 0 else self.labels_table[label],
+                              frames, hits, gil_hits, cpu_ns)
+
+    @property
+    def distinct_stacks(self) -> int:
+        """Number of distinct stacks recorded (all threads together)."""
+        return self._snap.nstacks
+
+    def frame_names(self, style: str = "qualname") -> List[str]:
+        """One label per function for folded/flame output."""
+        if style == "seed":
+            return [f.seed_name for f in self.functions]
+        return ["%s (%s:%d)" % (f.display_name, f.filename, f.firstlineno) for f in self.functions]
+
+    def folded(self, names: Optional[Sequence[str]] = None) -> str:
+        """Brendan Gregg's folded stacks: ``root;...;leaf count`` per line."""
+        return self._snap.folded(self._mask, list(names if names is not None else self.frame_names()))
+
+    def flame_tree(self) -> list:
+        """The call tree as nested ``[function, total, self, children]`` lists
+        (root function -1)."""
+        return self._snap.flame(self._mask)
+
+    def pprof_bytes(self) -> bytes:
+        """The profile as an uncompressed pprof ``Profile`` protobuf message."""
+        return self._snap.pprof(self._mask, {
+            "mode": self.mode,
+            "interval_ns": int(self.interval * 1e9),
+            "time_nanos": int(self.started_at * 1e9),
+            "duration_nanos": int(self.duration * 1e9),
+        })
+
+    def thread_profiles(self) -> List[Tuple[ThreadInfo, "Profile"]]:
+        """One profile per thread that has samples in the selection."""
+        return [(t, self.filter(threads=[t.index])) for t in self.threads if t.hits]
+
+    # -- output ------------------------------------------------------------
+
+    def render(self, format: str = "text", **options: Any) -> Union[str, bytes]:
+        """The profile in one of the formats of :mod:`ox_profile.export`."""
+        from ox_profile import export
+        return export.render(self, format, **options)
+
+    def save(self, path: PathLike, format: Optional[str] = None, **options: Any) -> str:
+        """Write the profile to ``path``; the format defaults from the extension."""
+        from ox_profile import export
+        return export.save(self, path, format, **options)
+
+    def __repr__(self) -> str:
+        return "<Profile %d samples, %d functions, %d threads, mode=%s>" % (
+            self.total_samples, len(self.functions), len(self.threads), self.mode)

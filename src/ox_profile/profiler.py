@@ -1,0 +1,172 @@
+"""The modern API: ``Profiler`` as a context manager, decorator, or start/stop."""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from typing import Any, Callable, Dict, Optional, TypeVar
+
+from ox_profile import _engine, _validate
+from ox_profile.profile import Profile
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+BACKEND_ENV = "OX_PROFILE_BACKEND"
+
+
+def _choose_backend(requested: Optional[str]) -> "tuple[str, Optional[str]]":
+    """The backend to build with, and a note when the environment's choice
+    could not be honoured."""
+    if requested not in (None, "auto"):
+        return requested, None
+    env = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if env in ("", "auto"):
+        return "auto", None
+    if env not in ("nogil", "gil"):
+        return "auto", "%s=%r is not one of auto, nogil, gil: ignored" % (BACKEND_ENV, env)
+    if env == "nogil" and not _engine.nogil_available()[0]:
+        return "gil", "%s=nogil is not available here (%s): using gil" % (BACKEND_ENV, _engine.nogil_available()[1])
+    return env, None
+
+
+class Profiler:
+    """A statistical profiler: a native thread samples every Python thread.
+
+    >>> import ox_profile
+    >>> with ox_profile.Profiler(interval=0.001) as prof:
+    ...     sum(i * i for i in range(100000))  # doctest: +SKIP
+    >>> print(prof.snapshot().render("text"))  # doctest: +SKIP
+
+    ``interval`` is in seconds (50 µs to 10 s); ``mode`` is ``"wall"`` (every
+    thread, every tick) or ``"cpu"`` (only threads that used CPU since the last
+    tick); ``backend`` is ``"nogil"`` (read stacks without the GIL: CPython
+    3.11), ``"gil"`` (portable) or None/``"auto"`` (the best available; the
+    ``OX_PROFILE_BACKEND`` environment variable can choose); ``max_memory``
+    caps the database in bytes (default 32 MiB).
+    """
+
+    def __init__(self, interval: float = 0.001, mode: str = "wall", backend: Optional[str] = None,
+                 max_memory: Optional[int] = None, *, database: Optional["_engine.Database"] = None) -> None:
+        self._interval = _validate.interval(interval)
+        self.mode = _validate.mode(mode)
+        chosen, self._backend_note = _choose_backend(_validate.backend(backend))
+        self._database = database if database is not None else _engine.Database(max_memory)
+        self._sampler = _engine.Sampler(self._database, self._interval, self.mode, chosen)
+        self._lock = threading.Lock()
+        self._started = False
+
+    # -- control -------------------------------------------------------------
+
+    def start(self) -> "Profiler":
+        """Start sampling (a second start while running is an error)."""
+        with self._lock:
+            if self._sampler.is_alive():
+                raise RuntimeError("this profiler is already running")
+            self._sampler.start(paused=False)
+            self._started = True
+        return self
+
+    def start_paused(self) -> "Profiler":
+        """Start the sampler thread without taking samples until resume()."""
+        with self._lock:
+            if self._sampler.is_alive():
+                raise RuntimeError("this profiler is already running")
+            self._sampler.start(paused=True)
+            self._started = True
+        return self
+
+    def stop(self) -> None:
+        """Stop sampling and end the sampler thread; the data stays."""
+        self._sampler.stop()
+
+    def pause(self) -> None:
+        """Stop taking samples; the thread stays, ready to resume()."""
+        self._sampler.pause()
+
+    def resume(self) -> None:
+        """Take samples again after pause()."""
+        if not self._sampler.is_alive():
+            raise RuntimeError("the profiler is not running: call start() first")
+        self._sampler.resume()
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the sampler thread is alive and not paused."""
+        return self._sampler.is_alive() and not self._sampler.is_paused()
+
+    @property
+    def is_alive(self) -> bool:
+        """Whether the sampler thread exists (paused or not)."""
+        return self._sampler.is_alive()
+
+    @property
+    def is_paused(self) -> bool:
+        """Whether sampling is paused (also true before start)."""
+        return self._sampler.is_paused()
+
+    @property
+    def interval(self) -> float:
+        """The requested interval between samples, in seconds."""
+        return self._interval
+
+    def set_interval(self, interval: float) -> None:
+        """Change the interval (seconds, 50 µs to 10 s) while running or not."""
+        seconds = _validate.interval(interval)
+        self._sampler.set_interval(seconds)
+        self._interval = seconds
+
+    def clear(self) -> None:
+        """Forget the samples collected so far, and the statistics."""
+        self._database.clear()
+        self._sampler.reset_stats()
+
+    # -- results -------------------------------------------------------------
+
+    def stats(self) -> Dict[str, Any]:
+        """Sampler statistics: rate, capture cost, drops, memory, backend..."""
+        stats = self._sampler.stats()
+        stats.update(self._database.info())
+        if self._backend_note:
+            stats["backend_note"] = self._backend_note
+        return stats
+
+    def snapshot(self) -> Profile:
+        """A :class:`~ox_profile.Profile` of everything collected so far."""
+        name_threads(self._database)
+        stats = self.stats()
+        if not stats.get("started_at"):
+            stats["started_at"] = time.time()
+        return Profile(self._database.snapshot(), stats)
+
+    # -- sugar ---------------------------------------------------------------
+
+    def __enter__(self) -> "Profiler":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def __call__(self, func: F) -> F:
+        """As a decorator: profile every call of ``func``."""
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if self._sampler.is_alive():
+                return func(*args, **kwargs)
+            self.start()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self.stop()
+        wrapper.profiler = self  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return "<Profiler interval=%g mode=%s %s>" % (
+            self._interval, self.mode, "running" if self.is_running else "stopped")
+
+
+def name_threads(database: "_engine.Database") -> None:
+    """Give the database the names of the threads alive now."""
+    database.set_thread_names({t.ident: t.name for t in threading.enumerate() if t.ident is not None})
