@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal/pycore_dict.h"
 #include "internal/pycore_frame.h"
 #include "internal/pycore_interp.h"
 #include "internal/pycore_runtime.h"
@@ -34,8 +35,14 @@ typedef struct {
     uintptr_t code;
     uintptr_t prev_instr;
     uintptr_t func;
+    uintptr_t globals;
     int owner;
 } raw_frame_t;
+
+/* Address of the interned "__name__" str (module dicts use that very object
+ * as the key).  Set once with the GIL held, before any sampler starts. */
+static uintptr_t dunder_name_addr;
+static PyObject *dunder_name; /* Owned */
 
 typedef struct {
     uintptr_t addr; /* where the chunk lives */
@@ -112,6 +119,15 @@ void oxp_capture_nogil_free(oxp_sampler_t *s)
 
 int oxp_capture_nogil_available(const char **why)
 {
+    if (dunder_name == NULL) {
+        dunder_name = PyUnicode_InternFromString("__name__");
+        if (dunder_name == NULL) {
+            PyErr_Clear();
+            *why = "out of memory";
+            return 0;
+        }
+        dunder_name_addr = (uintptr_t)dunder_name;
+    }
     if (oxp_saferead_init() < 0) {
         *why = "neither process_vm_readv nor /proc/self/mem can read this process";
         return 0;
@@ -215,6 +231,44 @@ static uint8_t *read_bytes(uintptr_t addr, uint32_t *len_out)
     return copy;
 }
 
+/* globals["__name__"] of a module dict, looked for among its first entries
+ * (where a module's dict has it).  Length, or -1. */
+static long read_module_name(uintptr_t globals, char *out)
+{
+    enum { MAX_ENTRIES = 16 };
+    PyDictObject d;
+    if (globals == 0 || oxp_saferead(&d, globals, sizeof(d)) < 0 || Py_TYPE((PyObject *)&d) != &PyDict_Type ||
+        d.ma_values != NULL || d.ma_keys == NULL) {
+        return -1;
+    }
+    PyDictKeysObject k;
+    uintptr_t keys = (uintptr_t)d.ma_keys;
+    if (oxp_saferead(&k, keys, sizeof(k)) < 0 || k.dk_log2_index_bytes > 40 || k.dk_nentries < 0) {
+        return -1;
+    }
+    uintptr_t entries = keys + offsetof(PyDictKeysObject, dk_indices) + ((uintptr_t)1 << k.dk_log2_index_bytes);
+    size_t n = k.dk_nentries < MAX_ENTRIES ? (size_t)k.dk_nentries : MAX_ENTRIES;
+    uintptr_t value = 0;
+    if (k.dk_kind == DICT_KEYS_UNICODE) {
+        PyDictUnicodeEntry e[MAX_ENTRIES];
+        if (oxp_saferead(e, entries, n * sizeof(e[0])) < 0) {
+            return -1;
+        }
+        for (size_t i = 0; i < n && value == 0; i++) {
+            value = (uintptr_t)e[i].me_key == dunder_name_addr ? (uintptr_t)e[i].me_value : 0;
+        }
+    } else if (k.dk_kind == DICT_KEYS_GENERAL) {
+        PyDictKeyEntry e[MAX_ENTRIES];
+        if (oxp_saferead(e, entries, n * sizeof(e[0])) < 0) {
+            return -1;
+        }
+        for (size_t i = 0; i < n && value == 0; i++) {
+            value = (uintptr_t)e[i].me_key == dunder_name_addr ? (uintptr_t)e[i].me_value : 0;
+        }
+    }
+    return value ? read_unicode(value, out) : -1;
+}
+
 static int guard_matches(const oxp_code_entry_t *e, const PyCodeObject *c)
 {
     return e->g_name == (uintptr_t)c->co_name && e->g_qualname == (uintptr_t)c->co_qualname &&
@@ -226,7 +280,7 @@ static int guard_matches(const oxp_code_entry_t *e, const PyCodeObject *c)
  * validated) and interns its function.  0, -1 on unreadable memory, -2 when
  * the database is over its cap. */
 static int resolve_code(oxp_sampler_t *s, oxp_db_t *db, uintptr_t code_addr, const PyCodeObject *c,
-                        uintptr_t func_addr, oxp_code_entry_t **out)
+                        uintptr_t func_addr, uintptr_t globals, oxp_code_entry_t **out)
 {
     char name[4 * MAX_STR_CHARS], qualname[4 * MAX_STR_CHARS], filename[4 * MAX_STR_CHARS];
     char module[4 * MAX_STR_CHARS];
@@ -236,9 +290,9 @@ static int resolve_code(oxp_sampler_t *s, oxp_db_t *db, uintptr_t code_addr, con
     if (name_len < 0 || qual_len < 0 || file_len < 0) {
         return -1;
     }
-    long mod_len = -1;
+    long mod_len = read_module_name(globals, module);
     PyFunctionObject fn;
-    if (func_addr != 0 && oxp_saferead(&fn, func_addr, sizeof(fn)) == 0 &&
+    if (mod_len < 0 && func_addr != 0 && oxp_saferead(&fn, func_addr, sizeof(fn)) == 0 &&
         Py_TYPE((PyObject *)&fn) == &PyFunction_Type && (uintptr_t)fn.func_code == code_addr) {
         mod_len = read_unicode((uintptr_t)fn.func_module, module);
     }
@@ -397,6 +451,7 @@ static int walk_frames(nogil_state_t *st, const PyThreadState *ts, int *truncate
         r->code = (uintptr_t)f.f_code;
         r->prev_instr = (uintptr_t)f.prev_instr;
         r->func = (uintptr_t)f.f_func;
+        r->globals = (uintptr_t)f.f_globals;
         r->owner = f.owner;
         addr = (uintptr_t)f.previous;
     }
@@ -497,7 +552,7 @@ static int record_thread_unlocked(oxp_sampler_t *s, nogil_state_t *st, int n, ui
         }
         oxp_code_entry_t *e = oxp_codecache_get(&s->cache, r->code);
         if (e == NULL || e->func == OXP_NO_ID || e->db_generation != db->generation || !guard_matches(e, c)) {
-            int rc = resolve_code(s, db, r->code, c, r->func, &e);
+            int rc = resolve_code(s, db, r->code, c, r->func, r->globals, &e);
             if (rc == -1) {
                 return OXP_DROP_READ + 1;
             }

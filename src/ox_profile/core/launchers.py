@@ -57,7 +57,7 @@ class SimpleLauncher:
                  interval: float = .001, *args: Any, mode: str = "wall", backend: Optional[str] = None,
                  max_memory: Optional[int] = None, **kwargs: Any) -> None:
         self.sampler = sampler if sampler else sampling.Sampler(recording.CountingRecorder(max_memory))
-        database = getattr(self.sampler.my_db, "database", None)
+        database = getattr(getattr(self.sampler, "my_db", None), "database", None)
         if database is None:
             raise TypeError("SimpleLauncher needs a sampler whose my_db is a recording.CountingRecorder")
         self.interval = _validate.interval(interval)

@@ -1,0 +1,43 @@
+"""Shared helpers for the test suite."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+from ox_profile import _engine  # noqa: E402
+
+BACKENDS: List[str] = ["gil"] + (["nogil"] if _engine.BUILD_INFO["nogil_available"] else [])
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every capture backend this build has."""
+    return request.param
+
+
+def run_python(code: str, timeout: float = 120, env: Optional[dict] = None,
+               args: Optional[List[str]] = None) -> subprocess.CompletedProcess:
+    """Runs ``code`` in a fresh interpreter; returns the completed process."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)] + (args or []), capture_output=True,
+                          text=True, timeout=timeout, env=full_env)
+
+
+def spin(seconds: float) -> None:
+    """Burns CPU in pure Python for ``seconds``."""
+    end = time.perf_counter() + seconds
+    x = 0
+    while time.perf_counter() < end:
+        x += 1
