@@ -61,6 +61,7 @@ typedef struct {
 typedef struct {
     PyThreadState *tstates; /* copies */
     uintptr_t *tstate_addrs;
+    uint64_t *recorded; /* native ids recorded this tick */
     raw_frame_t *raw;
     chunk_copy_t chunks[MAX_CHUNKS];
     code_slot_t *slots; /* 2 * MAX_WALK, dedupes code objects of one walk */
@@ -75,6 +76,7 @@ static void state_free(nogil_state_t *st)
     }
     free(st->tstates);
     free(st->tstate_addrs);
+    free(st->recorded);
     free(st->raw);
     for (int i = 0; i < MAX_CHUNKS; i++) {
         free(st->chunks[i].copy);
@@ -97,12 +99,13 @@ static nogil_state_t *state_get(oxp_sampler_t *s)
     }
     st->tstates = malloc(MAX_THREADS * sizeof(PyThreadState));
     st->tstate_addrs = malloc(MAX_THREADS * sizeof(uintptr_t));
+    st->recorded = malloc(MAX_THREADS * sizeof(uint64_t));
     st->raw = malloc(MAX_WALK * sizeof(raw_frame_t));
     st->slots = malloc(2 * MAX_WALK * sizeof(code_slot_t));
     st->headers = malloc((size_t)MAX_WALK * CODE_HEADER);
     st->local = malloc(MAX_WALK * sizeof(struct iovec));
     st->remote = malloc(MAX_WALK * sizeof(struct iovec));
-    if (!st->tstates || !st->tstate_addrs || !st->raw || !st->slots || !st->headers || !st->local ||
+    if (!st->tstates || !st->tstate_addrs || !st->recorded || !st->raw || !st->slots || !st->headers || !st->local ||
         !st->remote) {
         state_free(st);
         return NULL;
@@ -344,7 +347,7 @@ static int get_frame(nogil_state_t *st, int *nchunks, uintptr_t addr, _PyInterpr
     for (;;) {
         for (int i = 0; i < *nchunks; i++) {
             chunk_copy_t *ch = &st->chunks[i];
-            if (addr >= ch->addr && addr + sizeof(*out) <= ch->addr + ch->len) {
+            if (ch->len >= sizeof(*out) && addr >= ch->addr && addr - ch->addr <= ch->len - sizeof(*out)) {
                 memcpy(out, ch->copy + (addr - ch->addr), sizeof(*out));
                 return 0;
             }
@@ -365,7 +368,7 @@ static int get_frame(nogil_state_t *st, int *nchunks, uintptr_t addr, _PyInterpr
             break;
         }
         size_t used = offsetof(_PyStackChunk, data) + phdr.top * sizeof(PyObject *);
-        if (phdr.top > phdr.size || used > MAX_CHUNK_BYTES) {
+        if (used > phdr.size || used > MAX_CHUNK_BYTES) {
             break;
         }
         chunk_copy_t *ch = &st->chunks[*nchunks];
@@ -521,8 +524,9 @@ static const code_slot_t *find_slot(const nogil_state_t *st, uint32_t mask, uint
 /* Resolves the raw frames of one thread and records them (db lock held).
  * Returns 0, or the drop reason + 1. */
 static int record_thread_unlocked(oxp_sampler_t *s, nogil_state_t *st, int n, uint32_t mask,
-                                  const PyThreadState *ts, int held_gil, uint64_t cpu_ns)
+                                  const PyThreadState *ts, int held_gil, uint64_t cpu_ns, int *recorded)
 {
+    *recorded = 0;
     oxp_db_t *db = s->db;
     oxp_frame_t *frames = oxp_scratch_frames(&s->scratch, (size_t)n + 1);
     if (frames == NULL) {
@@ -568,6 +572,7 @@ static int record_thread_unlocked(oxp_sampler_t *s, nogil_state_t *st, int n, ui
     if (depth == 0) {
         return 0; /* a thread between Python frames: nothing to record */
     }
+    *recorded = 1;
     if (over) {
         oxp_db_add_overflow(db, held_gil, cpu_ns);
         s->stats.samples++;
@@ -635,17 +640,21 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
     if (_Py_atomic_load_relaxed(&_PyRuntime.ceval.gil.locked)) {
         holder = (uintptr_t)_Py_atomic_load_relaxed(&_PyRuntime.gilstate.tstate_current);
     }
+    int nrecorded = 0;
     for (int t = 0; t < nthreads; t++) {
         const PyThreadState *ts = &st->tstates[t];
         if (ts->thread_id == 0 || ts->cframe == NULL) {
             continue; /* starting or ending */
         }
+        /* A new thread's tstate carries its creator's ids until the thread
+         * runs, and sits before it in the list: it has no frames, records
+         * nothing, and must not hide the creator's real tstate. */
         int dup = 0;
-        for (int k = 0; k < t; k++) {
-            dup |= st->tstates[k].native_thread_id == ts->native_thread_id;
+        for (int k = 0; k < nrecorded; k++) {
+            dup |= st->recorded[k] == (uint64_t)ts->native_thread_id;
         }
         if (dup) {
-            continue; /* a new tstate still carrying its creator's ids */
+            continue;
         }
         uint64_t cpu_ns = 0;
         if (s->mode == OXP_MODE_CPU) {
@@ -668,7 +677,11 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
         uint32_t mask = (n > 0) ? read_code_headers(st, n) : 0;
         pthread_mutex_lock(&db->lock);
         if (n > 0) {
-            drop = record_thread_unlocked(s, st, n, mask, ts, holder == st->tstate_addrs[t], cpu_ns);
+            int recorded = 0;
+            drop = record_thread_unlocked(s, st, n, mask, ts, holder == st->tstate_addrs[t], cpu_ns, &recorded);
+            if (recorded) {
+                st->recorded[nrecorded++] = (uint64_t)ts->native_thread_id;
+            }
             s->stats.truncated += truncated ? 1 : 0;
         }
         if (drop) {
