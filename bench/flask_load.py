@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""Load test of the Flask blueprint: what the profiler costs a real server.
+
+The demo app (examples/flask_app.py) runs under gunicorn (one process, gthread
+workers) on 127.0.0.1 and wrk drives it for a bounded time, in three
+configurations:
+
+  baseline   the app without the ox_profile blueprint (OX_DEMO_PROFILER=0)
+  paused     the blueprint registered, profiler never unpaused (the default)
+  1 kHz      the blueprint, logged in as admin and unpaused at interval 0.001
+
+Configurations are interleaved round by round (in a shuffled order each round)
+so drifts of the machine hit all three alike; each gets a fresh server and a
+warm-up run.  The table gives the median requests/s and the ratios the issue
+asks for: 1 kHz >= 97% of paused, paused >= 99% of baseline.
+
+    .venv/bin/python bench/flask_load.py                 # 5 rounds x 10 s, /fast
+    .venv/bin/python bench/flask_load.py --seconds 5 --rounds 3 --path /slow_cpu?n=15
+
+Writes bench/results/flask_load.md and .json as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.cookiejar
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from typing import Any, Dict, List, Optional
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+RESULTS = os.path.join(BENCH, "results")
+CONFIGS = ("baseline", "paused", "1 kHz")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """The demo app under gunicorn, started and stopped by us."""
+
+    def __init__(self, config: str, threads: int, backend: Optional[str] = None) -> None:
+        self.config = config
+        self.port = free_port()
+        self.base = "http://127.0.0.1:%d" % self.port
+        env = dict(os.environ, OX_DEMO_PROFILER="0" if config == "baseline" else "1",
+                   OX_DEMO_SECRET="bench-secret")
+        if backend:
+            env["OX_PROFILE_BACKEND"] = backend
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-w", "1", "--threads", str(threads),
+             "-b", "127.0.0.1:%d" % self.port, "--graceful-timeout", "2", "--log-level", os.environ.get("OXP_BENCH_LOGLEVEL", "warning"),
+             "examples.flask_app:app"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(os.environ.get("OXP_BENCH_LOG", os.devnull), "a"))
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if self.get("/fast") == 200:
+                    break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the demo app did not start under gunicorn")
+            time.sleep(0.1)
+
+    def worker_pid(self) -> int:
+        """The gunicorn worker (the master's only child)."""
+        with open("/proc/%d/task/%d/children" % (self.proc.pid, self.proc.pid)) as fh:
+            children = fh.read().split()
+        if len(children) != 1:
+            raise RuntimeError("expected one gunicorn worker, found %r" % children)
+        return int(children[0])
+
+    def get(self, path: str, data: Optional[Dict[str, str]] = None) -> int:
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        with self.opener.open(self.base + path, data=body, timeout=10) as response:
+            response.read()
+            return response.status
+
+    def json(self, path: str) -> dict:
+        with self.opener.open(self.base + path, timeout=30) as response:
+            return json.loads(response.read())
+
+    def unpause(self, interval: float) -> None:
+        self.get("/login", {"username": "admin", "password": "admin", "next": "/"})
+        self.get("/ox_profile/set_interval?interval=%g" % interval)
+        self.get("/ox_profile/unpause")  # the original's GET link
+        state = self.json("/ox_profile/status.json?max_records=1")["state"]
+        if state["state"] != "running":
+            raise RuntimeError("could not unpause the profiler: %r" % state)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads)."""
+    with open("/proc/%d/stat" % pid) as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(wrk: str, url: str, seconds: float, connections: int,
+            wrk_threads: int) -> "tuple[float, int]":
+    """(requests/s, requests) of one wrk run."""
+    out = subprocess.run([wrk, "-t%d" % wrk_threads, "-c%d" % connections, "-d%ds" % max(1, round(seconds)),
+                          "--timeout", "10s", url],
+                         capture_output=True, text=True, timeout=seconds + 60)
+    match = re.search(r"Requests/sec:\s*([0-9.]+)", out.stdout)
+    if out.returncode != 0 or not match:
+        raise RuntimeError("wrk failed: %s %s" % (out.stdout, out.stderr))
+    errors = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out.stdout)
+    if errors:
+        raise RuntimeError("wrk saw %s error responses" % errors.group(1))
+    count = re.search(r"(\d+) requests in", out.stdout)
+    return float(match.group(1)), int(count.group(1)) if count else 0
+
+
+def measure(args: argparse.Namespace) -> Dict[str, list]:
+    """requests/s and server CPU µs per request, per configuration and round."""
+    wrk = shutil.which("wrk") or "/usr/bin/wrk"
+    if not os.path.exists(wrk):
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    rng = random.Random(args.seed)
+    results: Dict[str, list] = {c: [] for c in CONFIGS}
+    cpu: Dict[str, list] = {c: [] for c in CONFIGS}
+    sampler: List[dict] = []
+    crashes = 0
+    for rnd in range(args.rounds):
+        order = list(CONFIGS)
+        rng.shuffle(order)
+        for config in order:
+            server = Server(config, args.threads, args.backend)
+            try:
+                if config == "1 kHz":
+                    server.unpause(0.001)
+                url = server.base + args.path
+                pid = server.worker_pid()
+                run_wrk(wrk, url, args.warmup, args.connections, args.wrk_threads)
+                cpu0 = cpu_seconds(pid)
+                rps, count = run_wrk(wrk, url, args.seconds, args.connections, args.wrk_threads)
+                used = cpu_seconds(pid) - cpu0
+                if server.proc.poll() is not None or server.worker_pid() != pid:
+                    crashes += 1
+                    log("round %d  %-8s the worker died during the run (crash): run dropped"
+                        % (rnd + 1, config))
+                    continue
+                note = ""
+                if config == "1 kHz":
+                    status = server.json("/ox_profile/status.json?max_records=1")
+                    stats = status["stats"]
+                    if status["state"]["state"] != "running":
+                        crashes += 1
+                        log("round %d  %-8s the profiler is no longer running: run dropped"
+                            % (rnd + 1, config))
+                        continue
+                    sampler.append({k: stats.get(k) for k in (
+                        "rate_hz", "capture_mean_us", "samples", "backend", "memory_bytes")})
+                    note = " (achieved %.0f Hz, capture %.1f us)" % (stats.get("rate_hz") or 0,
+                                                                    stats.get("capture_mean_us") or 0)
+                results[config].append(rps)
+                cpu[config].append(used / count * 1e6 if count else 0.0)
+                log("round %d  %-8s %9.1f req/s %7.1f us CPU/request%s"
+                    % (rnd + 1, config, rps, cpu[config][-1], note))
+            finally:
+                server.stop()
+    return {"rps": results, "cpu_us": cpu, "sampler": sampler, "crashes": crashes}
+
+
+def _median(values: List[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def table(data: Dict[str, Any], args: argparse.Namespace) -> str:
+    rps, cpu = data["rps"], data["cpu_us"]
+    med = {c: _median(rps[c]) for c in CONFIGS}
+    cmed = {c: _median(cpu[c]) for c in CONFIGS}
+
+    def row(name: str, config: str, ratio: str, target: str) -> str:
+        return "| %s | %.0f | %s | %s | %.1f | %s |" % (
+            name, med[config], ", ".join("%.0f" % v for v in rps[config]), ratio, cmed[config], target)
+
+    lines = [
+        "| configuration | requests/s (median) | per round | ratio | server CPU µs/request | target |",
+        "| --- | ---: | --- | ---: | ---: | --- |",
+        row("app without the blueprint", "baseline", "100%", ""),
+        row("blueprint, paused", "paused", "%.1f%% of baseline" % (100 * med["paused"] / med["baseline"]),
+            "paused >= 99% of baseline"),
+        row("blueprint, unpaused at 1 kHz", "1 kHz", "%.1f%% of paused" % (100 * med["1 kHz"] / med["paused"]),
+            "1 kHz >= 97% of paused"),
+    ]
+    note = ("\n`%s` on 127.0.0.1: gunicorn -w 1 --threads %d (gthread), wrk -t%d -c%d, %d rounds x %d s "
+            "(+%d s warm-up), configurations interleaved in shuffled order; %d CPUs; backend %s." % (
+                args.path, args.threads, args.wrk_threads, args.connections, args.rounds,
+                args.seconds, args.warmup, os.cpu_count() or 0, args.backend or "auto"))
+    sampler = data["sampler"]
+    rates = [s["rate_hz"] for s in sampler if s.get("rate_hz")]
+    costs = [s["capture_mean_us"] for s in sampler if s.get("capture_mean_us")]
+    if rates:
+        note += " Unpaused: achieved %.0f Hz, capture %.1f µs per tick (medians), backend %s." % (
+            _median(rates), _median(costs) if costs else 0, sampler[0].get("backend"))
+    if data["crashes"]:
+        note += " %d run(s) dropped because the worker crashed." % data["crashes"]
+    return "\n".join(lines) + "\n" + note + "\n"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10, help="measured seconds per run")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per run")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads")
+    parser.add_argument("--connections", type=int, default=8, help="wrk connections")
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--path", default="/fast", help="URL path to load")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--backend", choices=("nogil", "gil"), default=None,
+                        help="OX_PROFILE_BACKEND for the server (default: auto)")
+    args = parser.parse_args(argv)
+    results = measure(args)
+    text = table(results, args)
+    print(text)
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "flask_load.md"), "w") as fh:
+        fh.write(text)
+    with open(os.path.join(RESULTS, "flask_load.json"), "w") as fh:
+        json.dump({"args": vars(args), "results": results}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Request timing per endpoint in bounded memory.
+
+Each endpoint keeps a count, a sum, a maximum, an error count and a
+log-scale histogram with fixed buckets (1 µs to 100 s, each bucket 5% wider
+than the previous one), so memory does not grow with the number of requests,
+and percentiles are read from the histogram (within about 2.5%).  The number
+of distinct endpoints is capped too: past the cap, new ones are counted under
+:data:`OTHER`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import threading
+from typing import Dict, Iterable, List, NamedTuple, Optional
+
+__all__ = ["RequestTimings", "EndpointSummary", "OTHER", "NO_ENDPOINT",
+           "MIN_SECONDS", "MAX_SECONDS", "RATIO", "NBUCKETS"]
+
+#: Lower edge of the first bucket; shorter durations go to bucket 0.
+MIN_SECONDS = 1e-6
+#: Upper edge of the last bucket; longer durations go to the last bucket.
+MAX_SECONDS = 100.0
+#: Width ratio of consecutive buckets (~5% resolution).
+RATIO = 1.05
+_LOG_RATIO = math.log(RATIO)
+#: Number of buckets covering MIN_SECONDS..MAX_SECONDS.
+NBUCKETS = int(math.ceil(math.log(MAX_SECONDS / MIN_SECONDS) / _LOG_RATIO))
+
+#: Name under which endpoints beyond the cap are counted.
+OTHER = "<other>"
+#: Name for requests that matched no route (404s, 405s).
+NO_ENDPOINT = "<no endpoint>"
+
+
+class EndpointSummary(NamedTuple):
+    """Timing summary of one endpoint (all durations in seconds)."""
+
+    endpoint: str
+    count: int
+    total: float
+    mean: float
+    p50: float
+    p95: float
+    p99: float
+    max: float
+    errors: int
+
+
+class _Histogram:
+    """Count, sum, max, errors and bucket counts of one endpoint."""
+
+    __slots__ = ("count", "total", "max", "errors", "buckets")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.max = 0.0
+        self.errors = 0
+        self.buckets: Dict[int, int] = {}  # sparse: at most NBUCKETS keys
+
+    def add(self, seconds: float, error: bool) -> None:
+        if seconds <= MIN_SECONDS:
+            index = 0
+        else:
+            index = int(math.log(seconds / MIN_SECONDS) / _LOG_RATIO)
+            if index >= NBUCKETS:
+                index = NBUCKETS - 1
+        buckets = self.buckets
+        buckets[index] = buckets.get(index, 0) + 1
+        self.count += 1
+        self.total += seconds
+        if seconds > self.max:
+            self.max = seconds
+        if error:
+            self.errors += 1
+
+    def percentile(self, q: float) -> float:
+        """The q-quantile (0 < q <= 1): geometric middle of the bucket that
+        holds it, never above the maximum seen."""
+        if not self.count:
+            return 0.0
+        rank = max(1, int(math.ceil(q * self.count)))
+        seen = 0
+        for index in sorted(self.buckets):
+            seen += self.buckets[index]
+            if seen >= rank:
+                middle = MIN_SECONDS * RATIO ** (index + 0.5)
+                return min(middle, self.max)
+        return self.max
+
+    def summary(self, endpoint: str) -> EndpointSummary:
+        mean = self.total / self.count if self.count else 0.0
+        return EndpointSummary(endpoint, self.count, self.total, mean,
+                               self.percentile(0.50), self.percentile(0.95),
+                               self.percentile(0.99), self.max, self.errors)
+
+
+class RequestTimings:
+    """Thread-safe request durations per endpoint, bounded in memory.
+
+    ``max_endpoints`` distinct names are kept; requests of further endpoints
+    are counted under :data:`OTHER`.
+    """
+
+    def __init__(self, max_endpoints: int = 1000) -> None:
+        if max_endpoints < 1:
+            raise ValueError("max_endpoints must be >= 1")
+        self.max_endpoints = max_endpoints
+        self._lock = threading.Lock()
+        self._data: Dict[str, _Histogram] = {}
+
+    def record(self, endpoint: Optional[str], seconds: float, error: bool = False) -> None:
+        """Count one request of ``endpoint`` that took ``seconds``."""
+        name = endpoint if endpoint is not None else NO_ENDPOINT
+        with self._lock:
+            hist = self._data.get(name)
+            if hist is None:
+                if len(self._data) >= self.max_endpoints:
+                    name = OTHER
+                    hist = self._data.get(name)
+                if hist is None:
+                    hist = self._data[name] = _Histogram()
+            hist.add(seconds, error)
+
+    def clear(self) -> None:
+        """Forget every recorded request."""
+        with self._lock:
+            self._data.clear()
+
+    def summaries(self) -> List[EndpointSummary]:
+        """One summary per endpoint, slowest total time first."""
+        with self._lock:
+            result = [hist.summary(name) for name, hist in self._data.items()]
+        result.sort(key=lambda s: (-s.total, s.endpoint))
+        return result
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+
+CSV_FIELDS = ("endpoint", "count", "mean_s", "p50_s", "p95_s", "p99_s", "max_s",
+              "errors", "total_s")
+
+_CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_text(value: str) -> str:
+    """A text cell that spreadsheets will not evaluate as a formula."""
+    return "'" + value if value.startswith(_CSV_FORMULA_START) else value
+
+
+def summaries_csv(summaries: Iterable[EndpointSummary]) -> str:
+    """The summaries as CSV text (durations in seconds)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for s in summaries:
+        writer.writerow([_csv_text(s.endpoint), s.count, "%.6f" % s.mean, "%.6f" % s.p50,
+                         "%.6f" % s.p95, "%.6f" % s.p99, "%.6f" % s.max, s.errors,
+                         "%.6f" % s.total])
+    return out.getvalue()

@@ -1,0 +1,465 @@
+"""Routes of the ox_profile blueprint, all under ``/ox_profile``.
+
+========================  ==========  ================================================
+route                     methods     what
+========================  ==========  ================================================
+``/`` and ``/index``      GET         links to everything below
+``/status``               GET         top functions, sampler statistics, controls and
+                                      the flame graph; query args ``re_filter``,
+                                      ``max_records``, ``thread``, ``endpoint``
+``/status.json``          GET         the same data as JSON (state, stats, top,
+                                      threads, endpoints, flame data)
+``/flame.json``           GET         flame data of the selection
+``/pause``                GET, POST   pause sampling
+``/unpause``              GET, POST   unpause (starts the sampler the first time)
+``/reset``                POST        forget samples and request timings
+``/set_interval``         GET, POST   ``interval`` in seconds (0.0001 .. 10)
+``/show_req_times``       GET         per-endpoint request timing; ``as_csv=1``
+                                      downloads CSV
+``/download/<fmt>``       GET         the profile as ``collapsed``, ``speedscope``,
+                                      ``pprof``, ``html`` or ``text``
+``/static/<file>``        GET         flamegraph.js / flamegraph.css
+========================  ==========  ================================================
+
+Every route is behind :func:`ox_profile.ui.flask.access.check_access`.  POSTs
+(what the pages send) need the session's CSRF token; the original's GET links
+for pause/unpause/set_interval keep working for allowed users.  Bad
+parameters give a 400 with a message and change nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import math
+import re
+import secrets
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import urlencode
+
+from flask import (Response, current_app, flash, g, jsonify, redirect, render_template,
+                   request, send_from_directory, session, url_for)
+
+from ox_profile import web
+from ox_profile.ui.flask import OX_PROF_BP, OxProfBlueprint, ReqRecord
+from ox_profile.ui.flask.access import check_access
+from ox_profile.ui.flask.refilter import MAX_PATTERN_LENGTH, FilterError, SafeFilter
+from ox_profile.ui.flask.timing import summaries_csv
+
+__all__ = ["OX_PROF_BP", "OxProfBlueprint", "ReqRecord", "BadParameter"]
+
+#: Rows of the top-functions table when max_records is not given.
+DEFAULT_MAX_RECORDS = 50
+#: Largest max_records accepted.
+MAX_MAX_RECORDS = 10000
+#: Sampling interval bounds, in seconds.
+MIN_INTERVAL = 0.0001
+MAX_INTERVAL = 10.0
+#: Longest endpoint name accepted as a selection.
+MAX_ENDPOINT_LENGTH = 200
+
+#: Download formats: name -> (exporter format, mimetype, file name).
+DOWNLOADS: Dict[str, Tuple[str, str, str]] = {
+    "collapsed": ("collapsed", "text/plain; charset=utf-8", "ox_profile.collapsed"),
+    "speedscope": ("speedscope", "application/json", "ox_profile.speedscope.json"),
+    "pprof": ("pprof", "application/octet-stream", "ox_profile.pb.gz"),
+    "html": ("html", "text/html; charset=utf-8", "ox_profile.html"),
+    "text": ("text", "text/plain; charset=utf-8", "ox_profile.txt"),
+}
+
+#: Static files served from ox_profile/web/static.
+STATIC_FILES = frozenset({"flamegraph.js", "flamegraph.css"})
+
+_CSRF_SESSION_KEY = "_ox_prof_csrf"
+_CSRF_FIELD = "csrf_token"
+_CSRF_HEADER = "X-OxProf-CSRF"
+_INT_RE = re.compile(r"\s*[0-9]{1,9}\s*\Z")
+
+
+class BadParameter(Exception):
+    """A request parameter is invalid: answered with a 400 and its message."""
+
+
+def _echo(raw: str, limit: int = 40) -> str:
+    return repr(raw if len(raw) <= limit else raw[:limit] + "...")
+
+
+# -- guards, headers, template context -----------------------------------------
+
+
+def csrf_token() -> str:
+    """The session's CSRF token (created on first use; '' without a session)."""
+    token = session.get(_CSRF_SESSION_KEY)
+    if not token:
+        token = secrets.token_urlsafe(32)
+        try:
+            session[_CSRF_SESSION_KEY] = token
+        except RuntimeError:  # no SECRET_KEY: no session, so no POST forms
+            return ""
+    return token
+
+
+def _csrf_ok() -> bool:
+    expected = session.get(_CSRF_SESSION_KEY)
+    sent = request.form.get(_CSRF_FIELD) or request.headers.get(_CSRF_HEADER)
+    if not expected or not sent:
+        return False
+    return hmac.compare_digest(str(expected).encode(), str(sent).encode())
+
+
+def _nonce() -> str:
+    nonce = g.get("_oxp_nonce")
+    if nonce is None:
+        nonce = g._oxp_nonce = secrets.token_urlsafe(16)
+    return nonce
+
+
+@OX_PROF_BP.before_request
+def _guard() -> Optional[Response]:
+    """Access control for every route, then the CSRF check for POSTs."""
+    denied = check_access()
+    if denied is not None:
+        return denied
+    if request.method == "POST" and not _csrf_ok():
+        raise BadParameter("The form's CSRF token is missing or invalid: reload the page and try "
+                           "again (POSTs need the csrf_token of this session).")
+    return None
+
+
+@OX_PROF_BP.after_request
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("Cache-Control", "no-store")
+    if response.mimetype == "text/html" and "Content-Disposition" not in headers:
+        headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'none'; script-src 'nonce-%s'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; connect-src 'self'; form-action 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'" % _nonce())
+    return response
+
+
+@OX_PROF_BP.errorhandler(BadParameter)
+def _bad_parameter(exc: BadParameter) -> Response:
+    message = str(exc)
+    if request.path.endswith(".json"):
+        response = jsonify({"error": message})
+    else:
+        response = current_app.make_response(render_template(
+            "ox_prof_err.html", title="Bad request", error_msg=message, help_text=""))
+    response.status_code = 400
+    return response
+
+
+def url_with_query(view: str, query: Optional[Dict[str, Any]] = None, **values: Any) -> str:
+    """``url_for(view, **values)`` plus a query string (which may hold an
+    ``endpoint`` argument, a name url_for keeps for itself)."""
+    url = url_for(view, **values)
+    query = {k: v for k, v in (query or {}).items() if v is not None}
+    return url + "?" + urlencode(query) if query else url
+
+
+@OX_PROF_BP.context_processor
+def _template_context() -> Dict[str, Any]:
+    return {"oxp_csrf_token": csrf_token, "oxp_nonce": _nonce,
+            "oxp_csrf_field": _CSRF_FIELD, "oxp_url": url_with_query}
+
+
+# -- parameters ----------------------------------------------------------------
+
+
+def parse_interval(raw: Optional[str]) -> float:
+    """A sampling interval in seconds from a request parameter."""
+    if raw is None or not raw.strip():
+        raise BadParameter("interval is required: the sampling interval in seconds, from %g to "
+                           "%g (e.g. interval=0.001 samples at 1 kHz)." % (MIN_INTERVAL, MAX_INTERVAL))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadParameter("interval must be a number of seconds, not %s." % _echo(raw)) from None
+    if not math.isfinite(value) or not MIN_INTERVAL <= value <= MAX_INTERVAL:
+        raise BadParameter("interval must be between %g and %g seconds, not %s."
+                           % (MIN_INTERVAL, MAX_INTERVAL, _echo(raw)))
+    return value
+
+
+def parse_max_records(raw: Optional[str]) -> int:
+    """The number of top functions to show."""
+    if raw is None:
+        return DEFAULT_MAX_RECORDS
+    if not _INT_RE.match(raw) or not 1 <= int(raw) <= MAX_MAX_RECORDS:
+        raise BadParameter("max_records must be a whole number from 1 to %d, not %s."
+                           % (MAX_MAX_RECORDS, _echo(raw)))
+    return int(raw)
+
+
+def parse_flag(name: str, raw: Optional[str]) -> bool:
+    """A 0/1 switch."""
+    if raw is None or raw == "0" or raw == "":
+        return False
+    if raw == "1":
+        return True
+    raise BadParameter("%s must be 0 or 1, not %s." % (name, _echo(raw)))
+
+
+@dataclasses.dataclass
+class Selection:
+    """What part of the profile a page shows."""
+
+    re_filter: str = ""
+    max_records: int = DEFAULT_MAX_RECORDS
+    thread: Optional[int] = None
+    endpoint: Optional[str] = None
+    matcher: Optional[SafeFilter] = None
+
+    def query(self, **extra: Any) -> Dict[str, Any]:
+        """The query arguments that reproduce this selection."""
+        args: Dict[str, Any] = {}
+        if self.re_filter:
+            args["re_filter"] = self.re_filter
+        if self.max_records != DEFAULT_MAX_RECORDS:
+            args["max_records"] = self.max_records
+        if self.thread is not None:
+            args["thread"] = self.thread
+        if self.endpoint is not None:
+            args["endpoint"] = self.endpoint
+        args.update(extra)
+        return args
+
+
+def parse_selection() -> Selection:
+    """The selection from the query string (raises :class:`BadParameter`)."""
+    args = request.args
+    sel = Selection(max_records=parse_max_records(args.get("max_records")))
+    re_filter = args.get("re_filter", "")
+    if re_filter and re_filter != ".*":
+        if len(re_filter) > MAX_PATTERN_LENGTH:
+            raise BadParameter("re_filter must be at most %d characters long." % MAX_PATTERN_LENGTH)
+        try:
+            sel.matcher = SafeFilter(re_filter)
+        except FilterError as exc:
+            raise BadParameter(str(exc)) from None
+        sel.re_filter = re_filter
+    thread = args.get("thread", "")
+    if thread:
+        if not _INT_RE.match(thread):
+            raise BadParameter("thread must be a thread number from the list, not %s." % _echo(thread))
+        sel.thread = int(thread)
+    endpoint = args.get("endpoint", "")
+    if endpoint:
+        if len(endpoint) > MAX_ENDPOINT_LENGTH:
+            raise BadParameter("endpoint must be at most %d characters long." % MAX_ENDPOINT_LENGTH)
+        sel.endpoint = endpoint
+    return sel
+
+
+# -- data ------------------------------------------------------------------------
+
+
+def _state() -> Dict[str, Any]:
+    bp = OX_PROF_BP
+    paused = bp.is_paused()
+    stats = bp.launcher.profiler.stats()
+    return {
+        "state": "running" if not paused else ("paused" if bp.started else "not started"),
+        "paused": paused,
+        "started": bp.started,
+        "interval": float(stats.get("interval") or 0.0),
+    }
+
+
+def _selected(sel: Selection) -> Tuple[Any, Any]:
+    """(whole profile, profile narrowed to the selection)."""
+    profile = OX_PROF_BP.launcher.snapshot()
+    narrowed = profile
+    if sel.thread is not None:
+        if not 0 <= sel.thread < len(profile.threads):
+            raise BadParameter("thread %d is not one of the %d threads sampled."
+                               % (sel.thread, len(profile.threads)))
+        narrowed = narrowed.filter(threads=[sel.thread])
+    if sel.endpoint is not None:
+        narrowed = narrowed.filter(labels=[sel.endpoint])
+    return profile, narrowed
+
+
+def _top(profile: Any, sel: Selection) -> Tuple[List[Any], int]:
+    """The top functions of the selection and how many matched re_filter."""
+    stats = profile.top()
+    if sel.matcher is not None:
+        try:
+            stats = sel.matcher.select(stats, lambda s: s.function.display_name,
+                                       lambda s: s.function.filename)
+        except FilterError as exc:
+            raise BadParameter(str(exc)) from None
+    return stats[:sel.max_records], len(stats)
+
+
+def _top_json(stat: Any) -> Dict[str, Any]:
+    func = stat.function
+    return {"function": func.display_name, "name": func.name, "qualname": func.qualname,
+            "module": func.module, "file": func.filename, "line": stat.hot_line,
+            "first_line": func.firstlineno, "self_hits": stat.self_hits,
+            "total_hits": stat.total_hits, "self_share": stat.self_share,
+            "total_share": stat.total_share}
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _page_title(sel: Selection) -> str:
+    parts = ["ox_profile"]
+    if sel.endpoint is not None:
+        parts.append("endpoint " + sel.endpoint)
+    if sel.thread is not None:
+        parts.append("thread %d" % sel.thread)
+    return " - ".join(parts)
+
+
+# -- pages -------------------------------------------------------------------------
+
+
+@OX_PROF_BP.route("/")
+@OX_PROF_BP.route("/index")
+def index() -> str:
+    """Links to every page and action."""
+    commands = [(name, url_for("ox_profile." + name)) for name in (
+        "status", "pause", "unpause", "show_req_times")]
+    return render_template("ox_prof_intro.html", commands=commands, state=_state(),
+                           downloads=sorted(DOWNLOADS))
+
+
+@OX_PROF_BP.route("/status")
+def status() -> str:
+    """Top functions, sampler statistics, controls and the flame graph."""
+    sel = parse_selection()
+    profile, narrowed = _selected(sel)
+    top, matched = _top(narrowed, sel)
+    flame = web.dumps_for_script(web.flame_data(narrowed, title=_page_title(sel)))
+    return render_template(
+        "ox_prof_status.html", state=_state(), stats=narrowed.stats, sel=sel,
+        top=top, matched=matched, total_functions=len(profile.functions),
+        total_samples=narrowed.total_samples, threads=profile.threads,
+        endpoints=profile.labels, flame_json=flame, downloads=sorted(DOWNLOADS),
+        min_interval=MIN_INTERVAL, max_interval=MAX_INTERVAL, max_max_records=MAX_MAX_RECORDS)
+
+
+@OX_PROF_BP.route("/status.json")
+def status_json() -> Response:
+    """The status page's data for scripts."""
+    sel = parse_selection()
+    profile, narrowed = _selected(sel)
+    top, matched = _top(narrowed, sel)
+    return jsonify(_json_safe({
+        "state": _state(),
+        "stats": dict(narrowed.stats),
+        "selection": {"re_filter": sel.re_filter, "max_records": sel.max_records,
+                      "thread": sel.thread, "endpoint": sel.endpoint},
+        "total_samples": narrowed.total_samples,
+        "matched_functions": matched,
+        "top": [_top_json(s) for s in top],
+        "threads": [{"index": t.index, "ident": t.ident, "native_id": t.native_id,
+                     "name": t.name, "hits": t.hits} for t in profile.threads],
+        "endpoints": profile.labels,
+        "flame": web.flame_data(narrowed, title=_page_title(sel)),
+        "csrf_token": csrf_token(),
+    }))
+
+
+@OX_PROF_BP.route("/flame.json")
+def flame_json() -> Response:
+    """Flame data (docs/contract.md) of the selection."""
+    sel = parse_selection()
+    _profile, narrowed = _selected(sel)
+    return jsonify(web.flame_data(narrowed, title=_page_title(sel)))
+
+
+@OX_PROF_BP.route("/download/<fmt>")
+def download(fmt: str) -> Response:
+    """The selected profile as a file."""
+    if fmt not in DOWNLOADS:
+        raise BadParameter("unknown download format %s; choose one of: %s."
+                           % (_echo(fmt), ", ".join(sorted(DOWNLOADS))))
+    sel = parse_selection()
+    _profile, narrowed = _selected(sel)
+    export_fmt, mimetype, filename = DOWNLOADS[fmt]
+    from ox_profile import export
+    body = export.render(narrowed, export_fmt)
+    response = current_app.response_class(body, mimetype=mimetype)
+    response.headers["Content-Disposition"] = "attachment; filename=%s" % filename
+    return response
+
+
+@OX_PROF_BP.route("/static/<path:filename>")
+def static_file(filename: str) -> Response:
+    """The flame graph's script and style sheet."""
+    if filename not in STATIC_FILES:
+        return current_app.response_class("not found", status=404, mimetype="text/plain")
+    return send_from_directory(web.STATIC_DIR, filename, max_age=300)
+
+
+# -- actions -------------------------------------------------------------------------
+
+
+def _done(*messages: str) -> Any:
+    """After an action: POSTs go back to the status page, GETs (the original's
+    links) get a message page."""
+    if request.method == "POST":
+        for message in messages:
+            flash(message, "ox_profile")
+        return redirect(url_for("ox_profile.status"), code=303)
+    return render_template("ox_prof_msg.html", messages=messages, state=_state())
+
+
+@OX_PROF_BP.route("/pause", methods=["GET", "POST"])
+def pause() -> Any:
+    """Pause sampling."""
+    OX_PROF_BP.pause()
+    return _done("paused")
+
+
+@OX_PROF_BP.route("/unpause", methods=["GET", "POST"])
+def unpause() -> Any:
+    """Unpause sampling, starting the sampler the first time."""
+    return _done(*OX_PROF_BP.unpause())
+
+
+@OX_PROF_BP.route("/reset", methods=["POST"])
+def reset() -> Any:
+    """Forget samples and request timings."""
+    OX_PROF_BP.reset()
+    return _done("samples and request timings cleared")
+
+
+@OX_PROF_BP.route("/set_interval", methods=["GET", "POST"])
+def set_interval() -> Any:
+    """Change the sampling interval (seconds)."""
+    source = request.form if request.method == "POST" else request.args
+    value = parse_interval(source.get("interval"))
+    OX_PROF_BP.set_interval(value)
+    return _done("Changed sampling interval to %g s (%g Hz)" % (value, 1.0 / value))
+
+
+# -- request timing ---------------------------------------------------------------------
+
+
+@OX_PROF_BP.route("/show_req_times")
+def show_req_times() -> Any:
+    """Per-endpoint request timing; ``as_csv=1`` downloads it as CSV."""
+    as_csv = parse_flag("as_csv", request.args.get("as_csv"))
+    summaries = OX_PROF_BP.request_summaries()
+    if as_csv:
+        response = current_app.response_class(summaries_csv(summaries), mimetype="text/csv")
+        response.headers["Content-Disposition"] = "attachment; filename=ox_profile_requests.csv"
+        return response
+    return render_template("ox_prof_rinfo.html", rinfo=summaries,
+                           csv_url=url_for("ox_profile.show_req_times", as_csv=1))
