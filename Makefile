@@ -57,7 +57,7 @@ test-asan: $(VENV)/.stamp
 	cp build/asan/src/ox_profile/_engine*.so build/asan/ox_profile/
 	cd build/asan && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	  PYTHONPATH=$$PWD OXP_TEST_NO_INSTALL_CHECK=1 ../../$(VPY) -m pytest -q -p no:cacheprovider --timeout=600 \
+	  PYTHONPATH=$$PWD OXP_EXPECT_ENGINE=$$PWD/ox_profile OXP_UNDER_ASAN=1 ../../$(VPY) -m pytest -q -p no:cacheprovider --timeout=600 \
 	  ../../tests/test_stress.py ../../tests/test_engine.py
 
 valgrind: build

@@ -17,6 +17,12 @@ SHARED = ROOT.parent / "shared"
 
 from ox_profile import _engine  # noqa: E402
 
+# `make test-asan` runs the suite against its sanitizer build: make sure the
+# engine imported is that one.
+if os.environ.get("OXP_EXPECT_ENGINE"):
+    assert _engine.__file__.startswith(os.environ["OXP_EXPECT_ENGINE"]), _engine.__file__
+UNDER_ASAN = bool(os.environ.get("OXP_UNDER_ASAN"))
+
 BACKENDS: List[str] = ["gil"] + (["nogil"] if _engine.BUILD_INFO["nogil_available"] else [])
 
 

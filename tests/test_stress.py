@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BACKENDS
+from conftest import BACKENDS, UNDER_ASAN
 
 PROGRAM = Path(__file__).with_name("stress_program.py")
 
@@ -35,6 +35,7 @@ def test_10khz_under_thread_churn_no_crash_no_hang(backend: str) -> None:
         assert dropped < 0.05 * r["samples"], r
 
 
+@pytest.mark.skipif(UNDER_ASAN, reason="AddressSanitizer keeps freed memory in quarantine: RSS means nothing")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_rss_stable_across_rounds(backend: str) -> None:
     rounds = run_rounds(backend, seconds=1.5, rounds=5)
