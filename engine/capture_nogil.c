@@ -398,15 +398,15 @@ static int walk_frames(nogil_state_t *st, const PyThreadState *ts, int *truncate
     _PyCFrame cf;
     int nchunks = 0;
     uintptr_t chunk = (uintptr_t)ts->datastack_chunk;
-    size_t used = (size_t)((char *)ts->datastack_top - (char *)ts->datastack_chunk);
+    uintptr_t top = (uintptr_t)ts->datastack_top;
+    size_t used = top > chunk ? (size_t)(top - chunk) : 0;
     struct iovec local[2], remote[2];
     local[0].iov_base = &cf;
     local[0].iov_len = sizeof(cf);
     remote[0].iov_base = (void *)ts->cframe;
     remote[0].iov_len = sizeof(cf);
     size_t nvec = 1;
-    if (chunk != 0 && ts->datastack_top != NULL && (uintptr_t)ts->datastack_top > chunk &&
-        used <= MAX_CHUNK_BYTES) {
+    if (chunk != 0 && used > 0 && used <= MAX_CHUNK_BYTES) {
         chunk_copy_t *ch = &st->chunks[0];
         if (ch->cap < used) {
             char *copy = realloc(ch->copy, used);
