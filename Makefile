@@ -62,8 +62,8 @@ test-asan: $(VENV)/.stamp
 	  ../../tests/test_stress.py ../../tests/test_engine.py
 
 valgrind: build
-	PYTHONMALLOC=malloc valgrind --quiet --error-exitcode=1 --suppressions=tools/valgrind-python.supp \
-	  --errors-for-leak-kinds=none $(VPY) tests/stress_program.py --seconds 3
+	$(VPY) tools/valgrind_check.py -- $(VPY) tests/stress_program.py --seconds 2 --interval 0.001
+	$(VPY) tools/valgrind_check.py -- $(VPY) tests/stress_program.py --seconds 2 --interval 0.001 --backend gil
 
 bench: build
 	$(VPY) bench/run.py
