@@ -506,3 +506,21 @@ def test_snapshot_from_raw_tuples() -> None:
         _engine.Snapshot.from_raw(funcs, threads, [], stacks, [(5, -1, 0, 1, 0, 0)])
     with pytest.raises(ValueError, match="mask"):
         snap.aggregate(b"\x01")
+
+
+@pytest.mark.skipif("nogil" not in BACKENDS, reason="only the GIL-free capture sees who holds the GIL")
+def test_gil_share_per_sample() -> None:
+    stop = threading.Event()
+    sleeper = threading.Thread(target=stop.wait, name="gil-sleeper")
+    sleeper.start()
+    with ox_profile.Profiler(interval=0.001, backend="nogil") as prof:
+        spin(0.4)
+        profile = prof.snapshot()
+    stop.set()
+    sleeper.join()
+    main = profile.filter(threads=[threading.get_ident()])
+    idle = profile.filter(threads=["gil-sleeper"])
+    assert main.gil_share > 0.9, main.gil_share
+    assert idle.total_samples > 100 and idle.gil_share < 0.05
+    assert profile.stats["gil_samples"] >= main.gil_samples
+    assert ox_profile.Profiler(backend="gil").snapshot().gil_share is None

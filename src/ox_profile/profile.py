@@ -184,6 +184,14 @@ class Profile:
         return Profile(self._snap, self.stats, threads=thread_idx, labels=label_set)
 
     @property
+    def gil_share(self) -> Optional[float]:
+        """Share of samples in which the sampled thread held the GIL (None when
+        the backend cannot tell: the GIL-holding capture holds it itself)."""
+        if self.stats.get("backend") == "gil" or not self.total_samples:
+            return None
+        return self.gil_samples / self.total_samples
+
+    @property
     def labels(self) -> List[str]:
         """Labels (endpoint names and ``ox_profile.label`` values) seen."""
         used = {row[1] for i, row in enumerate(self._rows)
