@@ -6,6 +6,12 @@
 
 #include "labels.h"
 
+#if PY_VERSION_HEX >= 0x030D0000
+#define oxp_is_finalizing() Py_IsFinalizing()
+#else
+#define oxp_is_finalizing() _Py_IsFinalizing()
+#endif
+
 /* Interned "__name__" (Owned; created on first use with the GIL held). */
 static PyObject *str_dunder_name;
 
@@ -154,7 +160,7 @@ int oxp_capture_gil_now(oxp_sampler_t *s, oxp_db_t *db, oxp_codecache_t *cache, 
 
 void oxp_capture_gil_tick_from_thread(oxp_sampler_t *s, uint64_t tick)
 {
-    if (_Py_IsFinalizing()) {
+    if (oxp_is_finalizing()) {
         pthread_mutex_lock(&s->db->lock);
         s->stats.dropped[OXP_DROP_NO_GIL]++;
         pthread_mutex_unlock(&s->db->lock);
@@ -181,7 +187,7 @@ void oxp_capture_gil_thread_exit(oxp_sampler_t *s)
     if (s->own_tstate == NULL) {
         return;
     }
-    if (!_Py_IsFinalizing()) {
+    if (!oxp_is_finalizing()) {
         PyEval_RestoreThread(s->own_tstate);
         PyThreadState_Clear(s->own_tstate);
         PyThreadState_DeleteCurrent();

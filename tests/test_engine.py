@@ -281,7 +281,9 @@ def test_bad_interval_is_a_clear_error_and_loses_nothing(value) -> None:
     launcher = launchers.SimpleLauncher()
     launcher.start()
     launcher.unpause()
-    spin(0.05)
+    deadline = time.time() + 5
+    while launcher.profiler.stats()["samples"] < 5 and time.time() < deadline:
+        spin(0.01)
     launcher.pause()
     before = launcher.sampler.my_db.snapshot().total_samples
     assert before > 0
