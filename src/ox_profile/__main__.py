@@ -1,0 +1,2 @@
+from ox_profile.cli import main
+raise SystemExit(main())

@@ -1,0 +1,510 @@
+"""The command line: ``ox-profile run [options] script.py [args...]`` (or
+``python -m ox_profile run ...``) runs a program under the profiler and writes
+its profile.
+
+* The program runs as ``__main__`` with its own ``sys.argv``; ``sys.path[0]`` is
+  the script's directory (or the working directory with ``-m``), as with
+  ``python script.py`` / ``python -m module``.
+* Its exit status is kept; when it raises, its traceback is printed and the
+  exit status is 1; Ctrl-C gives 130.  In every case the profile is written.
+* Bad arguments are reported on one ``ox-profile: error: ...`` line with exit
+  status 2 before the program starts.
+* If the output file cannot be written at the end, the profile goes to a file
+  in the temporary directory instead, and the exit status is non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import math
+import os
+import re
+import runpy
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from types import TracebackType
+from typing import IO, Any, Dict, List, NoReturn, Optional, Sequence, Tuple
+
+from ox_profile import export
+
+PROG = "ox-profile"
+MIN_INTERVAL = 50e-6
+MAX_INTERVAL = 10.0
+TOP_LIMIT = 15
+#: Runs shorter than this show no live status line.
+STATUS_DELAY = 1.0
+STATUS_PERIOD = 0.5
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# Options of `run` that take a value (for splitting our options from the program's).
+_VALUE_OPTIONS = ("--interval", "--mode", "-o", "--output", "--format", "--backend", "--max-memory")
+
+_RUN_USAGE = ("%(prog)s [options] script.py [args...]\n"
+              "       %(prog)s [options] -m module [args...]")
+
+
+class UsageError(Exception):
+    """Bad command line or environment, reported before the program runs."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors raise :class:`UsageError` (one line, exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """What ``ox-profile run`` was asked to do, validated."""
+
+    interval: float
+    mode: str
+    backend: Optional[str]
+    max_memory: Optional[int]  # bytes
+    output: Optional[str]
+    fmt: Optional[str]
+    script: Optional[str] = None  # absolute path, or None with a module
+    module: Optional[str] = None
+    args: List[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def target_name(self) -> str:
+        """The program as the user named it."""
+        return self.module if self.module is not None else os.path.basename(self.script or "")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (its ``run`` sub-parser sees only ox-profile's options)."""
+    parser = _Parser(prog=PROG, description="ox_profile: a low-overhead statistical profiler "
+                     "for Python programs.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run", usage=_RUN_USAGE, allow_abbrev=False,
+        help="run a Python program under the profiler",
+        description="Run a Python script (or module with -m) under the profiler; print the "
+                    "functions with most samples and write the profile to --output.")
+    run.add_argument("--interval", metavar="SECONDS", default="0.001",
+                     help="time between samples (%g..%g, default 0.001)" % (MIN_INTERVAL, MAX_INTERVAL))
+    run.add_argument("--mode", choices=("wall", "cpu"), default="wall",
+                     help="wall: every thread at every tick (default); cpu: only threads that used CPU")
+    run.add_argument("-o", "--output", metavar="FILE",
+                     help="write the profile here; the format follows the extension (%s)"
+                     % ", ".join(ext for ext, _ in export.EXTENSIONS))
+    run.add_argument("--format", choices=tuple(export.FORMATS),
+                     help="output format (default: from the extension of --output)")
+    run.add_argument("--backend", choices=("auto", "nogil", "gil"), default="auto",
+                     help="stack capture: nogil (GIL-free, CPython 3.11), gil (portable), auto (default)")
+    run.add_argument("--max-memory", metavar="MiB", default=None,
+                     help="memory cap of the sample database, in MiB")
+    run.add_argument("-m", dest="module", metavar="MODULE",
+                     help="run a library module as a script (the rest are its arguments)")
+    return parser
+
+
+def _split_run_args(args: Sequence[str]) -> Tuple[List[str], Optional[str], List[str]]:
+    """(ox-profile options, script, program arguments) of the words after ``run``.
+
+    Everything from the script name (or from ``-m MODULE``) on belongs to the
+    program, even words that look like options.
+    """
+    ours: List[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            if i + 1 < len(args):
+                return ours, args[i + 1], list(args[i + 2:])
+            return ours, None, []
+        if arg == "-m":
+            if i + 1 >= len(args):
+                raise UsageError("argument -m: expected a module name")
+            return ours + ["-m", args[i + 1]], None, list(args[i + 2:])
+        if arg.startswith("-m") and not arg.startswith("--"):  # -mmodule, like python
+            return ours + ["-m", arg[2:]], None, list(args[i + 1:])
+        if arg.startswith("-") and arg != "-":
+            ours.append(arg)
+            if arg in _VALUE_OPTIONS and i + 1 < len(args):
+                ours.append(args[i + 1])
+                i += 1
+            i += 1
+            continue
+        return ours, arg, list(args[i + 1:])
+    return ours, None, []
+
+
+def _parse_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError("--interval must be a number of seconds, not %r" % (text,)) from None
+    if not math.isfinite(value) or not MIN_INTERVAL <= value <= MAX_INTERVAL:
+        raise UsageError("--interval must be between %g and %g seconds, not %s"
+                         % (MIN_INTERVAL, MAX_INTERVAL, text))
+    return value
+
+
+def _parse_max_memory(text: Optional[str]) -> Optional[int]:
+    if text is None:
+        return None
+    try:
+        mib = float(text)
+    except ValueError:
+        raise UsageError("--max-memory must be a number of MiB, not %r" % (text,)) from None
+    if not math.isfinite(mib) or mib <= 0:
+        raise UsageError("--max-memory must be a positive number of MiB, not %s" % (text,))
+    return int(mib * 1024 * 1024)
+
+
+def _check_output(output: str) -> None:
+    """Raise UsageError when ``output`` obviously cannot be written."""
+    if os.path.isdir(output):
+        raise UsageError("output %s is a directory" % (output,))
+    directory = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(directory):
+        raise UsageError("cannot write %s: directory %s does not exist" % (output, directory))
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError("cannot write %s: directory %s is not writable" % (output, directory))
+
+
+def _check_module(module: str) -> None:
+    """Raise UsageError unless ``module`` can be run with ``-m``."""
+    if not module or module.startswith("."):
+        raise UsageError("-m needs an absolute module name, not %r" % (module,))
+    try:
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.submodule_search_locations is not None:
+            if importlib.util.find_spec(module + ".__main__") is None:
+                raise UsageError("%s is a package and has no __main__ module to run" % (module,))
+    except UsageError:
+        raise
+    except Exception as exc:  # ImportError from a parent package, or any error it raised
+        raise UsageError("cannot find module %s (%s: %s)" % (module, type(exc).__name__, exc)) from None
+    if spec is None:
+        raise UsageError("no module named %s" % (module,))
+
+
+def _check_script(script: str) -> str:
+    """The absolute path of ``script``; UsageError unless Python could run it."""
+    path = os.path.abspath(script)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "__main__.py")):
+            raise UsageError("cannot run directory %s: it has no __main__.py" % (script,))
+    elif not os.path.isfile(path):
+        raise UsageError("cannot open script %s: no such file" % (script,))
+    elif not os.access(path, os.R_OK):
+        raise UsageError("cannot open script %s: permission denied" % (script,))
+    return path
+
+
+def parse_run(args: Sequence[str]) -> RunConfig:
+    """Validate the words after ``run``; raise UsageError on any problem."""
+    ours, script, prog_args = _split_run_args(args)
+    parser = build_parser()
+    ns = parser.parse_args(["run"] + ours)
+    interval = _parse_interval(ns.interval)
+    max_memory = _parse_max_memory(ns.max_memory)
+    if ns.module is None and script is None:
+        raise UsageError("nothing to run: give a script (ox-profile run script.py) or -m module")
+    fmt = ns.format
+    output = ns.output
+    if output is not None:
+        if fmt is None:
+            try:
+                fmt = export.format_for_path(output)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+    elif fmt is not None:
+        output = "ox-profile" + export.FORMATS[fmt].extension
+    if output is not None:
+        _check_output(output)
+    config = RunConfig(interval=interval, mode=ns.mode,
+                       backend=None if ns.backend == "auto" else ns.backend,
+                       max_memory=max_memory, output=output, fmt=fmt, args=prog_args)
+    if ns.module is not None:
+        config.module = ns.module
+    else:
+        assert script is not None
+        config.script = _check_script(script)
+    return config
+
+
+# -- running -------------------------------------------------------------------
+
+
+class LiveStatus:
+    """A one-line "elapsed, samples" status on a terminal, redrawn from a daemon
+    thread about twice a second once the run is longer than ``delay``."""
+
+    def __init__(self, profiler: Any, stream: IO[str], delay: float = STATUS_DELAY,
+                 period: float = STATUS_PERIOD) -> None:
+        self._profiler = profiler
+        self._stream = stream
+        self._delay = delay
+        self._period = period
+        self._stop = threading.Event()
+        self._shown = False
+        self._start = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="ox_profile-status", daemon=True)
+
+    @property
+    def ident(self) -> Optional[int]:
+        """The status thread's ident (its samples are left out of the profile)."""
+        return self._thread.ident
+
+    def start(self) -> None:
+        """Start the status thread."""
+        self._start = time.monotonic()
+        self._thread.start()
+
+    def _run(self) -> None:
+        if self._stop.wait(self._delay):
+            return
+        while True:
+            try:
+                samples = int(self._profiler.stats().get("samples", 0))
+                line = "ox_profile: %.1f s, %d samples" % (time.monotonic() - self._start, samples)
+                self._stream.write("\r\x1b[K" + line)
+                self._stream.flush()
+                self._shown = True
+            except Exception:  # a closed stream or a stopped profiler: stop drawing
+                return
+            if self._stop.wait(self._period):
+                return
+
+    def stop(self) -> None:
+        """Stop the thread and erase the status line."""
+        self._stop.set()
+        if self._thread.ident is not None:
+            self._thread.join()
+        if self._shown:
+            try:
+                self._stream.write("\r\x1b[K")
+                self._stream.flush()
+            except Exception:
+                pass
+
+
+def _exit_status(exc: SystemExit) -> int:
+    """The process status Python gives for ``sys.exit(code)``."""
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    try:
+        print(code, file=sys.stderr)
+    except Exception:
+        pass
+    return 1
+
+
+def _print_program_traceback(exc: BaseException) -> None:
+    """The traceback of ``exc`` without the frames of ox_profile and runpy."""
+    ours = (__name__, runpy.__name__)
+    tb: Optional[TracebackType] = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_globals.get("__name__") in ours:
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb)
+
+
+def _join_threads() -> None:
+    """Wait for the program's non-daemon threads, as the interpreter would at exit."""
+    me = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not me and not thread.daemon and thread.is_alive():
+            thread.join()
+
+
+def _run_program(config: RunConfig) -> int:
+    """Run the program in this process as ``__main__``; return its exit status."""
+    saved_argv = sys.argv[:]
+    saved_path0 = sys.path[0] if sys.path else None
+    if config.module is not None:
+        sys.argv = [config.module] + config.args
+    else:
+        assert config.script is not None
+        sys.argv = [config.script] + config.args
+        directory = config.script if os.path.isdir(config.script) else os.path.dirname(config.script)
+        if sys.path:
+            sys.path[0] = directory
+        else:
+            sys.path.append(directory)
+    try:
+        try:
+            if config.module is not None:
+                runpy.run_module(config.module, run_name="__main__", alter_sys=True)
+            else:
+                runpy.run_path(config.script, run_name="__main__")
+            status = 0
+        except SystemExit as exc:
+            status = _exit_status(exc)
+        except KeyboardInterrupt:
+            print("\nox_profile: interrupted (KeyboardInterrupt)", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except BaseException as exc:
+            _print_program_traceback(exc)
+            status = 1
+        try:
+            _join_threads()
+        except KeyboardInterrupt:
+            print("\nox_profile: interrupted (KeyboardInterrupt)", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        return status
+    finally:
+        sys.argv = saved_argv
+        if saved_path0 is not None and sys.path:
+            sys.path[0] = saved_path0
+
+
+def _wrapper_frames(launcher: str) -> str:
+    """A regular expression matching the functions that run the program (ox_profile's
+    command line, runpy, the ``ox-profile`` launcher), left out of the top table."""
+    files = {os.path.abspath(os.path.join(os.path.dirname(__file__), "__main__.py"))}
+    if launcher and os.path.basename(launcher) not in ("-c", "-m"):
+        files.update({launcher, os.path.abspath(launcher)})
+    return "|".join([r"^runpy\.", r"^<frozen runpy>$", "^" + re.escape(__name__) + r"\."]
+                    + ["^%s$" % re.escape(f) for f in sorted(files)])
+
+
+def _format_options(config: RunConfig) -> Dict[str, Any]:
+    if config.fmt == "html":
+        return {"title": "ox_profile: %s" % config.target_name}
+    if config.fmt == "speedscope":
+        return {"name": "ox_profile: %s" % config.target_name}
+    return {}
+
+
+def _fallback_path(config: RunConfig, fmt: str) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return os.path.join(tempfile.gettempdir(), "ox-profile-%s-%d%s"
+                        % (stamp, os.getpid(), export.FORMATS[fmt].extension))
+
+
+def _write_profile(profile: Any, config: RunConfig) -> bool:
+    """Write the profile to config.output, or else to a fallback file; True if
+    it went where it was asked."""
+    assert config.output is not None and config.fmt is not None
+    options = _format_options(config)
+    try:
+        path = export.save(profile, config.output, config.fmt, **options)
+        print("ox_profile: wrote %s profile to %s" % (config.fmt, path), file=sys.stderr)
+        return True
+    except Exception as exc:
+        print("%s: error: could not write the profile to %s: %s"
+              % (PROG, config.output, exc), file=sys.stderr)
+    # Same format in the temp dir, then the simplest format if rendering itself failed.
+    for fmt, opts in ((config.fmt, options), ("collapsed", {})):
+        fallback = _fallback_path(config, fmt)
+        try:
+            path = export.save(profile, fallback, fmt, **opts)
+        except Exception as exc:
+            print("%s: error: could not write the profile to %s either: %s"
+                  % (PROG, fallback, exc), file=sys.stderr)
+            continue
+        print("ox_profile: wrote %s profile to %s instead" % (fmt, path), file=sys.stderr)
+        return False
+    return False
+
+
+def run(config: RunConfig, profiler_factory: Any = None) -> int:
+    """Profile the program of ``config``, report and write the profile; the exit status."""
+    saved_path = sys.path[:]
+    try:
+        return _run(config, profiler_factory)
+    finally:
+        sys.path[:] = saved_path
+
+
+def _run(config: RunConfig, profiler_factory: Any) -> int:
+    if profiler_factory is None:
+        from ox_profile import Profiler as profiler_factory
+    kwargs: Dict[str, Any] = {"interval": config.interval, "mode": config.mode,
+                              "backend": config.backend}
+    if config.max_memory is not None:
+        kwargs["max_memory"] = config.max_memory
+    if config.module is not None:
+        # `python -m` puts the working directory first on the path.
+        if sys.path:
+            sys.path[0] = os.getcwd()
+        else:
+            sys.path.append(os.getcwd())
+        _check_module(config.module)
+    try:
+        profiler = profiler_factory(**kwargs)
+    except (ValueError, TypeError, RuntimeError, OSError, NotImplementedError) as exc:
+        raise UsageError("cannot create the profiler: %s" % (exc,)) from None
+
+    launcher = sys.argv[0] if sys.argv else ""
+    stream = sys.stderr
+    is_tty = bool(getattr(stream, "isatty", lambda: False)())
+    status = LiveStatus(profiler, stream) if is_tty else None
+    pid = os.getpid()
+    if status is not None:
+        status.start()  # before the profiler, so that starting it is not in the profile
+    try:
+        profiler.start()
+    except BaseException:
+        if status is not None:
+            status.stop()
+        raise
+    try:
+        code = _run_program(config)
+    finally:
+        if os.getpid() == pid:
+            profiler.stop()
+            if status is not None:
+                status.stop()
+    if os.getpid() != pid:
+        # A child the program forked, which returned instead of exiting: the
+        # parent writes the profile.
+        return code
+
+    try:
+        profile = profiler.snapshot()
+    except Exception as exc:  # out of memory, most likely: nothing left to write
+        print("%s: error: could not read the profile: %s: %s" % (PROG, type(exc).__name__, exc),
+              file=sys.stderr)
+        return code if code != 0 else 1
+    if status is not None and status.ident is not None:
+        own = [t.index for t in profile.threads if t.ident == status.ident]
+        if own:
+            profile = profile.filter(threads=[t.index for t in profile.threads
+                                              if t.ident != status.ident])
+    try:
+        stream.write(export.render(profile, "text", limit=TOP_LIMIT, color=is_tty,
+                                   exclude=_wrapper_frames(launcher)))
+        stream.flush()
+    except Exception as exc:  # never let the report stop the profile from being written
+        print("%s: error: could not print the report: %s" % (PROG, exc), file=sys.stderr)
+    if config.output is not None and not _write_profile(profile, config):
+        return code if code != 0 else 1
+    return code
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The ``ox-profile`` command; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        if not args or args[0] in ("-h", "--help"):
+            parser.print_help(sys.stdout if args else sys.stderr)
+            return 0 if args else EXIT_USAGE
+        if args[0] != "run":
+            hint = " (did you mean: %s run %s?)" % (PROG, " ".join(args)) if args[0].endswith(".py") else ""
+            raise UsageError("unknown command %r; the command is 'run'%s" % (args[0], hint))
+        if any(a in ("-h", "--help") for a in _split_run_args(args[1:])[0]):
+            parser.parse_args(["run", "--help"])  # prints the help and exits 0
+        config = parse_run(args[1:])
+        return run(config)
+    except UsageError as exc:
+        print("%s: error: %s" % (PROG, exc), file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0

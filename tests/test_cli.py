@@ -1,0 +1,393 @@
+"""``python -m ox_profile run ...`` end to end, in subprocesses: the program's
+view of itself, exit statuses, profiles written in every ending, up-front
+usage errors, the fallback when the output cannot be written, and the live
+status on a terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+
+from ox_profile import cli
+
+PROGRAM = r'''
+import json, os, sys, time
+
+def oxc_busy(seconds):
+    end = time.perf_counter() + seconds
+    n = 0
+    while time.perf_counter() < end:
+        n += 1
+    return n
+
+def oxc_main():
+    info = {"name": __name__, "argv": sys.argv, "path0": sys.path[0]}
+    with open(os.environ["OXC_INFO"], "w") as fh:
+        json.dump(info, fh)
+    oxc_busy(float(os.environ.get("OXC_SECONDS", "0.2")))
+    action = os.environ.get("OXC_ACTION", "")
+    if action == "exit":
+        sys.exit(int(os.environ["OXC_CODE"]))
+    if action == "exit-msg":
+        sys.exit("oxc says goodbye")
+    if action == "raise":
+        raise RuntimeError("oxc boom")
+    if action == "kbd":
+        raise KeyboardInterrupt
+    if action == "rmdir":
+        os.rmdir(os.environ["OXC_RMDIR"])
+    if action == "sleep":
+        print("ready", flush=True)
+        while True:
+            time.sleep(0.05)
+
+if __name__ == "__main__":
+    oxc_main()
+'''
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Path:
+    path = tmp_path / "prog" / "oxc_program.py"
+    path.parent.mkdir()
+    path.write_text(PROGRAM)
+    return path
+
+
+def run_cli(args: List[str], cwd: Path, env: Optional[Dict[str, str]] = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ)
+    full_env["OXC_INFO"] = str(cwd / "info.json")
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "ox_profile"] + args, cwd=str(cwd), env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def info(cwd: Path) -> dict:
+    return json.loads((cwd / "info.json").read_text())
+
+
+def folded_total(path: Path) -> int:
+    total = 0
+    for line in path.read_text().splitlines():
+        m = re.match(r"^(\S.*) (\d+)$", line)
+        assert m, line
+        total += int(m.group(2))
+    return total
+
+
+WROTE = re.compile(r"^ox_profile: wrote (\w+) profile to (.+?)( instead)?$", re.M)
+
+
+# -- running the program ---------------------------------------------------------------
+
+
+def test_script_runs_as_main_with_its_args(program, tmp_path):
+    out = tmp_path / "p.collapsed"
+    proc = run_cli(["run", "-o", str(out), str(program), "a", "--flag", "-o", "x"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    seen = info(tmp_path)
+    assert seen["name"] == "__main__"
+    assert seen["argv"] == [str(program), "a", "--flag", "-o", "x"]
+    assert seen["path0"] == str(program.parent)
+    assert folded_total(out) > 0
+    assert "oxc_busy" in out.read_text()
+    m = WROTE.search(proc.stderr)
+    assert m and m.group(1) == "collapsed" and m.group(2) == str(out) and not m.group(3)
+    # the top table went to stderr, without colors (not a terminal)
+    assert "self%" in proc.stderr and "oxc_busy" in proc.stderr
+    assert "\x1b[" not in proc.stderr
+
+
+def test_relative_script_and_options(program, tmp_path):
+    proc = run_cli(["run", "--interval", "0.002", "--mode", "cpu", "--backend", "gil",
+                    "--max-memory", "8", "-o", "p.txt", "prog/oxc_program.py"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "p.txt").read_text()
+    assert "cpu mode" in text and "backend gil" in text
+    assert info(tmp_path)["argv"][0].endswith("oxc_program.py")
+
+
+@pytest.mark.parametrize("code", [0, 3, 7])
+def test_exit_code_preserved(program, tmp_path, code):
+    out = tmp_path / "p.speedscope.json"
+    proc = run_cli(["run", "-o", str(out), str(program)], tmp_path,
+                   {"OXC_ACTION": "exit", "OXC_CODE": str(code)})
+    assert proc.returncode == code, proc.stderr
+    assert json.loads(out.read_text())["profiles"]
+
+
+def test_exit_with_message(program, tmp_path):
+    out = tmp_path / "p.collapsed"
+    proc = run_cli(["run", "-o", str(out), str(program)], tmp_path, {"OXC_ACTION": "exit-msg"})
+    assert proc.returncode == 1
+    assert "oxc says goodbye" in proc.stderr
+    assert folded_total(out) > 0
+
+
+def test_exception_prints_traceback_and_writes_profile(program, tmp_path):
+    out = tmp_path / "p.collapsed"
+    proc = run_cli(["run", "-o", str(out), str(program)], tmp_path, {"OXC_ACTION": "raise"})
+    assert proc.returncode == 1
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert "RuntimeError: oxc boom" in proc.stderr
+    assert str(program) in proc.stderr
+    tb = proc.stderr[proc.stderr.index("Traceback"):proc.stderr.index("RuntimeError: oxc boom")]
+    assert "runpy" not in tb and "cli.py" not in tb  # only the program's frames
+    assert folded_total(out) > 0
+    assert WROTE.search(proc.stderr)
+
+
+def test_keyboard_interrupt_writes_profile(program, tmp_path):
+    out = tmp_path / "p.collapsed"
+    proc = run_cli(["run", "-o", str(out), str(program)], tmp_path, {"OXC_ACTION": "kbd"})
+    assert proc.returncode == 130, proc.stderr
+    assert folded_total(out) > 0
+    assert WROTE.search(proc.stderr)
+
+
+def test_sigint_writes_profile(program, tmp_path):
+    out = tmp_path / "p.collapsed"
+    env = dict(os.environ, OXC_INFO=str(tmp_path / "info.json"), OXC_ACTION="sleep",
+               OXC_SECONDS="0.1")
+    proc = subprocess.Popen([sys.executable, "-m", "ox_profile", "run", "-o", str(out), str(program)],
+                            cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert folded_total(out) > 0
+    assert "oxc_busy" in out.read_text()
+
+
+def test_module_mode(tmp_path):
+    pkg = tmp_path / "oxcpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "mod.py").write_text(PROGRAM)
+    (pkg / "__main__.py").write_text(PROGRAM)
+    out = tmp_path / "p.collapsed"
+    proc = run_cli(["run", "-o", str(out), "-m", "oxcpkg.mod", "x", "-y"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    seen = info(tmp_path)
+    assert seen["name"] == "__main__"
+    assert seen["argv"][0] == str(pkg / "mod.py")
+    assert seen["argv"][1:] == ["x", "-y"]
+    assert seen["path0"] == str(tmp_path)
+    assert "oxc_busy" in out.read_text()
+
+    proc = run_cli(["run", "-o", str(out), "-m", "oxcpkg", "z"], tmp_path,
+                   {"OXC_ACTION": "exit", "OXC_CODE": "4"})
+    assert proc.returncode == 4, proc.stderr
+    assert info(tmp_path)["argv"] == [str(pkg / "__main__.py"), "z"]
+
+
+@pytest.mark.parametrize("ext, fmt", [
+    (".html", "html"), (".speedscope.json", "speedscope"), (".collapsed", "collapsed"),
+    (".folded", "collapsed"), (".pb.gz", "pprof"), (".pprof", "pprof"), (".txt", "text"),
+])
+def test_every_format_from_extension(program, tmp_path, ext, fmt):
+    out = tmp_path / ("profile" + ext)
+    proc = run_cli(["run", "-o", str(out), str(program)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 0
+    m = WROTE.search(proc.stderr)
+    assert m and m.group(1) == fmt and m.group(2) == str(out)
+    data = out.read_bytes()
+    if fmt == "pprof":
+        assert data[:2] == b"\x1f\x8b"
+    else:
+        assert b"oxc_busy" in data
+
+
+def test_format_overrides_extension(program, tmp_path):
+    out = tmp_path / "profile.data"
+    proc = run_cli(["run", "--format", "speedscope", "-o", str(out), str(program)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["exporter"] == "ox_profile"
+
+
+def test_format_without_output_writes_default_file(program, tmp_path):
+    proc = run_cli(["run", "--format", "collapsed", str(program)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert folded_total(tmp_path / "ox-profile.collapsed") > 0
+
+
+def test_no_output_prints_table_only(program, tmp_path):
+    proc = run_cli(["run", str(program)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "self%" in proc.stderr and "oxc_busy" in proc.stderr
+    assert "wrote" not in proc.stderr
+    assert proc.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["info.json", "prog"]
+    rows = [ln for ln in proc.stderr.splitlines() if re.match(r"^\s+\d+\.\d%", ln)]
+    assert 0 < len(rows) <= cli.TOP_LIMIT
+
+
+# -- usage errors: one line, exit 2, before the program runs -------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "{tmp}/missing.py"],
+    ["run", "{tmp}/prog"],  # a directory without __main__.py
+    ["run", "--format", "svg", "{prog}"],
+    ["run", "-o", "{tmp}/out.json", "{prog}"],
+    ["run", "-o", "{tmp}/out", "{prog}"],
+    ["run", "-o", "{tmp}/no-such-dir/out.txt", "{prog}"],
+    ["run", "-o", "{tmp}/prog/oxc_program.py/out.txt", "{prog}"],  # parent is a file
+    ["run", "-o", "{tmp}", "--format", "text", "{prog}"],  # output is a directory
+    ["run", "--interval", "0", "{prog}"],
+    ["run", "--interval", "20", "{prog}"],
+    ["run", "--interval", "1e-6", "{prog}"],
+    ["run", "--interval", "abc", "{prog}"],
+    ["run", "--interval", "nan", "{prog}"],
+    ["run", "--mode", "gpu", "{prog}"],
+    ["run", "--backend", "turbo", "{prog}"],
+    ["run", "--max-memory", "-5", "{prog}"],
+    ["run", "--no-such-option", "{prog}"],
+    ["run", "-m", "oxc_no_such_module"],
+    ["run", "-m", "oxc_no_such_package.sub"],
+    ["run", "-m"],
+    ["run"],
+    ["{prog}"],
+])
+def test_bad_input_exits_2_before_running(program, tmp_path, args):
+    args = [a.format(tmp=tmp_path, prog=program) for a in args]
+    proc = run_cli(args, tmp_path)
+    assert proc.returncode == 2, (args, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("ox-profile: error: ")
+    assert not (tmp_path / "info.json").exists()  # the program never started
+
+
+def test_unknown_format_message_lists_choices(program, tmp_path):
+    proc = run_cli(["run", "-o", "x.json", str(program)], tmp_path)
+    for ext in (".html", ".speedscope.json", ".collapsed", ".pb.gz", ".txt"):
+        assert ext in proc.stderr
+
+
+def test_interval_bounds_accepted(program, tmp_path):
+    for interval in ("10", "5e-05"):
+        config = cli.parse_run(["--interval", interval, str(program)])
+        assert config.interval == float(interval)
+
+
+# -- never lose the profile ------------------------------------------------------------
+
+
+def test_unwritable_output_falls_back(program, tmp_path):
+    outdir = tmp_path / "outdir"
+    outdir.mkdir()
+    out = outdir / "p.speedscope.json"
+    proc = run_cli(["run", "-o", str(out), str(program)], tmp_path,
+                   {"OXC_ACTION": "rmdir", "OXC_RMDIR": str(outdir)})
+    assert proc.returncode != 0
+    assert "could not write the profile to %s" % out in proc.stderr
+    m = WROTE.search(proc.stderr)
+    assert m and m.group(3) == " instead", proc.stderr
+    fallback = Path(m.group(2))
+    try:
+        assert fallback.parent == Path(__import__("tempfile").gettempdir())
+        doc = json.loads(fallback.read_text())
+        assert doc["profiles"]
+    finally:
+        fallback.unlink()
+
+
+def test_failing_program_and_unwritable_output_keeps_program_status(program, tmp_path):
+    outdir = tmp_path / "outdir"
+    outdir.mkdir()
+    out = outdir / "p.collapsed"
+    # the program removes the directory, then exits 5: the status stays 5
+    script = tmp_path / "rm_then_exit.py"
+    script.write_text("import os, sys\nos.rmdir(%r)\nsys.exit(5)\n" % str(outdir))
+    proc = run_cli(["run", "-o", str(out), str(script)], tmp_path)
+    assert proc.returncode == 5
+    m = WROTE.search(proc.stderr)
+    assert m and m.group(3)
+    Path(m.group(2)).unlink()
+
+
+# -- terminal niceties -------------------------------------------------------------------
+
+
+def test_live_status_on_a_tty(program, tmp_path):
+    pty = pytest.importorskip("pty")
+    master, slave = pty.openpty()
+    out = tmp_path / "p.collapsed"
+    env = dict(os.environ, OXC_INFO=str(tmp_path / "info.json"), OXC_SECONDS="1.8")
+    proc = subprocess.Popen([sys.executable, "-m", "ox_profile", "run", "-o", str(out), str(program)],
+                            cwd=str(tmp_path), env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(timeout=60)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, text
+    status = re.findall(r"\r\x1b\[Kox_profile: (\d+\.\d) s, (\d+) samples", text)
+    assert status, text
+    assert float(status[-1][0]) >= 1.0, text
+    assert "\x1b[1m" in text, text  # the table is colored on a terminal
+    assert "ox_profile: wrote collapsed profile to" in text, text
+    # the status thread's own samples are left out of the profile
+    folded = out.read_text()
+    assert "LiveStatus" not in folded, folded
+    assert "oxc_busy" in folded, folded
+
+
+# -- in process -------------------------------------------------------------------------
+
+
+def test_main_help(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "run" in capsys.readouterr().out
+    assert cli.main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--interval" in out and "-m MODULE" in out
+    assert cli.main([]) == 2
+
+
+def test_main_usage_error_in_process(capsys, program):
+    assert cli.main(["run", "--interval", "99", str(program)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ox-profile: error: --interval")
+
+
+def test_split_run_args():
+    split = cli._split_run_args
+    assert split(["-o", "x.txt", "s.py", "-o", "y"]) == (["-o", "x.txt"], "s.py", ["-o", "y"])
+    assert split(["--interval=0.01", "-m", "pkg.mod", "--x"]) == (
+        ["--interval=0.01", "-m", "pkg.mod"], None, ["--x"])
+    assert split(["-mpkg", "a"]) == (["-m", "pkg"], None, ["a"])
+    assert split(["--", "-weird.py", "a"]) == ([], "-weird.py", ["a"])
