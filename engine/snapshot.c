@@ -1021,6 +1021,99 @@ done:
     return result;
 }
 
+/* Reads an optional bytes-like of flags with exactly n entries. */
+static int get_flags(PyObject *obj, size_t n, Py_buffer *view, const uint8_t **flags, const char *what)
+{
+    *flags = NULL;
+    view->obj = NULL;
+    if (obj == Py_None) {
+        return 0;
+    }
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    if ((size_t)view->len != n) {
+        PyErr_Format(PyExc_ValueError, "%s has %zd entries, expected %zu", what, view->len, n);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    *flags = view->buf;
+    return 0;
+}
+
+/* select(thread_flags, label_flags) -> (mask or None, thread_hits, total,
+ * gil, cpu_ns): rows whose thread flag is set and whose label flag is set
+ * (label_flags[0] is "no label", label_flags[i + 1] label i). */
+static PyObject *Snapshot_select(SnapshotObject *self, PyObject *args)
+{
+    PyObject *tf_obj, *lf_obj;
+    if (!PyArg_ParseTuple(args, "OO:select", &tf_obj, &lf_obj)) {
+        return NULL;
+    }
+    Py_buffer tv, lv;
+    const uint8_t *tf, *lf;
+    if (get_flags(tf_obj, self->db.threads.len, &tv, &tf, "thread_flags") < 0) {
+        return NULL;
+    }
+    if (get_flags(lf_obj, (size_t)self->nlabels + 1, &lv, &lf, "label_flags") < 0) {
+        release_mask(&tv);
+        return NULL;
+    }
+    size_t nrows = self->db.counts.len, nthreads = self->db.threads.len;
+    PyObject *mask = NULL, *hits_list = NULL, *result = NULL;
+    uint64_t *thread_hits = PyMem_Calloc(nthreads + 1, sizeof(uint64_t));
+    if (thread_hits == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (tf != NULL || lf != NULL) {
+        mask = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)nrows);
+        if (mask == NULL) {
+            goto done;
+        }
+    }
+    uint64_t total = 0, gil = 0, cpu = 0;
+    const oxp_count_t *rows = oxp_db_counts(&self->db);
+    for (size_t r = 0; r < nrows; r++) {
+        int keep = 1;
+        if (tf != NULL && !tf[rows[r].thread]) {
+            keep = 0;
+        }
+        if (keep && lf != NULL && !lf[label_index(self, rows[r].label) + 1]) {
+            keep = 0;
+        }
+        if (mask != NULL) {
+            PyBytes_AS_STRING(mask)[r] = (char)keep;
+        }
+        if (keep) {
+            thread_hits[rows[r].thread] += rows[r].hits;
+            total += rows[r].hits;
+            gil += rows[r].gil_hits;
+            cpu += rows[r].cpu_ns;
+        }
+    }
+    hits_list = PyList_New((Py_ssize_t)nthreads);
+    if (hits_list == NULL) {
+        goto done;
+    }
+    for (size_t t = 0; t < nthreads; t++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(thread_hits[t]);
+        if (v == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(hits_list, (Py_ssize_t)t, v);
+    }
+    result = Py_BuildValue("(OOKKK)", mask ? mask : Py_None, hits_list, (unsigned long long)total,
+                           (unsigned long long)gil, (unsigned long long)cpu);
+done:
+    Py_XDECREF(mask);
+    Py_XDECREF(hits_list);
+    PyMem_Free(thread_hits);
+    release_mask(&tv);
+    release_mask(&lv);
+    return result;
+}
+
 /* pprof(mask, options) -> bytes (uncompressed Profile message). */
 static PyObject *Snapshot_pprof(SnapshotObject *self, PyObject *args)
 {
@@ -1068,6 +1161,8 @@ static PyMethodDef Snapshot_methods[] = {
     {"from_raw", (PyCFunction)Snapshot_from_raw, METH_VARARGS | METH_CLASS,
      "from_raw(functions, threads, labels, stacks, rows) -> Snapshot built from plain tuples."},
     {"stack", (PyCFunction)Snapshot_stack, METH_O, "stack(i) -> ((function, line), ...), leaf first."},
+    {"select", (PyCFunction)Snapshot_select, METH_VARARGS,
+     "select(thread_flags, label_flags) -> (mask, thread_hits, total, gil, cpu_ns)."},
     {"aggregate", (PyCFunction)Snapshot_aggregate, METH_VARARGS,
      "aggregate(mask=None, groups=None) -> [(group, self_hits, total_hits)]."},
     {"line_hits", (PyCFunction)Snapshot_line_hits, METH_VARARGS,

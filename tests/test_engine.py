@@ -526,3 +526,12 @@ def test_gil_share_per_sample() -> None:
     assert idle.total_samples > 100 and idle.gil_share < 0.05
     assert profile.stats["gil_samples"] >= main.gil_samples
     assert ox_profile.Profiler(backend="gil").snapshot().gil_share is None
+
+
+def test_threads_that_ended_keep_their_names(backend: str) -> None:
+    with ox_profile.Profiler(interval=0.001, backend=backend) as prof:
+        t = threading.Thread(target=spin, args=(0.2,), name="short-lived-worker")
+        t.start()
+        t.join()
+    profile = prof.snapshot()  # the thread is gone by now
+    assert "short-lived-worker" in {th.name for th in profile.threads if th.hits}

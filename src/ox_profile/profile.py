@@ -111,6 +111,7 @@ class Profile:
         *,
         threads: Optional[Iterable[int]] = None,
         labels: Optional[Iterable[Optional[str]]] = None,
+        _parent: Optional["Profile"] = None,
     ) -> None:
         self._snap = snapshot
         self.stats: Dict[str, Any] = dict(stats or {})
@@ -120,49 +121,39 @@ class Profile:
         self.duration: float = float(self.stats.get("duration", 0.0))
         self._thread_filter = None if threads is None else frozenset(threads)
         self._label_filter = None if labels is None else frozenset(labels)
-        self.functions: List[Function] = [
-            Function(i, *f) for i, f in enumerate(snapshot.functions)
-        ]
-        self.labels_table: List[str] = list(snapshot.labels)
-        self._rows = snapshot.rows
-        keep = self._row_keep()
-        self._mask: Optional[bytes] = None if keep is None else bytes(keep)
-        thread_hits = [0] * len(snapshot.threads)
-        total = gil = cpu = 0
-        for i, row in enumerate(self._rows):
-            if keep is None or keep[i]:
-                thread_hits[row[0]] += row[3]
-                total += row[3]
-                gil += row[4]
-                cpu += row[5]
+        if _parent is not None:
+            # A filtered view shares the parent's tables.
+            self.functions: List[Function] = _parent.functions
+            self.labels_table: List[str] = _parent.labels_table
+            self._rows = _parent._rows
+            self._raw_threads = _parent._raw_threads
+        else:
+            self.functions = [Function(i, *f) for i, f in enumerate(snapshot.functions)]
+            self.labels_table = list(snapshot.labels)
+            self._rows = None  # built on demand: a Python list of every row
+            self._raw_threads = snapshot.threads
+        thread_flags = label_flags = None
+        if self._thread_filter is not None:
+            thread_flags = bytes(1 if i in self._thread_filter else 0 for i in range(len(self._raw_threads)))
+        if self._label_filter is not None:
+            label_flags = bytes([1 if None in self._label_filter else 0] +
+                                [1 if lab in self._label_filter else 0 for lab in self.labels_table])
+        mask, thread_hits, total, gil, cpu = snapshot.select(thread_flags, label_flags)
+        self._mask: Optional[bytes] = mask
         self.total_samples: int = total
         self.gil_samples: int = gil
         self.cpu_ns: int = cpu
         self.threads: List[ThreadInfo] = [
             ThreadInfo(i, t[0], t[1], t[2] if t[2] is not None else "Thread-%d" % t[1], thread_hits[i])
-            for i, t in enumerate(snapshot.threads)
+            for i, t in enumerate(self._raw_threads)
         ]
 
-    # -- selection ---------------------------------------------------------
+    def _all_rows(self) -> list:
+        if self._rows is None:
+            self._rows = self._snap.rows
+        return self._rows
 
-    def _row_keep(self) -> Optional[List[int]]:
-        if self._thread_filter is None and self._label_filter is None:
-            return None
-        label_ids = None
-        if self._label_filter is not None:
-            label_ids = {-1 if lab is None else i for i, lab in enumerate(self._snap.labels)
-                         if lab in self._label_filter}
-            if None in self._label_filter:
-                label_ids.add(-1)
-        keep = []
-        for row in self._rows:
-            ok = True
-            if self._thread_filter is not None and row[0] not in self._thread_filter:
-                ok = False
-            if ok and label_ids is not None and row[1] not in label_ids:
-                ok = False
-            keep.append(1 if ok else 0)
-        return keep
+    # -- selection ---------------------------------------------------------
 
     def filter(
         self,
@@ -181,7 +172,7 @@ class Profile:
         label_set = self._label_filter if labels is None else frozenset(labels)
         if labels is not None and self._label_filter is not None:
             label_set = frozenset(labels) & self._label_filter
-        return Profile(self._snap, self.stats, threads=thread_idx, labels=label_set)
+        return Profile(self._snap, self.stats, threads=thread_idx, labels=label_set, _parent=self)
 
     @property
     def gil_share(self) -> Optional[float]:
@@ -194,7 +185,7 @@ class Profile:
     @property
     def labels(self) -> List[str]:
         """Labels (endpoint names and ``ox_profile.label`` values) seen."""
-        used = {row[1] for i, row in enumerate(self._rows)
+        used = {row[1] for i, row in enumerate(self._all_rows())
                 if row[1] >= 0 and (self._mask is None or self._mask[i])}
         return sorted(self.labels_table[i] for i in used)
 
@@ -243,7 +234,7 @@ class Profile:
     def stacks(self) -> Iterator[StackSample]:
         """Every distinct (thread, label, stack) in the selection."""
         cache: Dict[int, Tuple[Frame, ...]] = {}
-        for i, row in enumerate(self._rows):
+        for i, row in enumerate(self._all_rows()):
             if self._mask is not None and not self._mask[i]:
                 continue
             thread, label, stack, hits, gil_hits, cpu_ns = row

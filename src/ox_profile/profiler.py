@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 import time
 from typing import Any, Callable, Dict, Optional, TypeVar
@@ -55,6 +56,7 @@ class Profiler:
         self._database = database if database is not None else _engine.Database(max_memory)
         self._sampler = _engine.Sampler(self._database, self._interval, self.mode, chosen)
         self._lock = threading.Lock()
+        install_thread_name_hook()
         self._started = False
 
     # -- control -------------------------------------------------------------
@@ -167,6 +169,48 @@ class Profiler:
             self._interval, self.mode, "running" if self.is_running else "stopped")
 
 
+# Names of threads seen starting since the first profiler started, so that
+# threads which ended before a snapshot keep their names.  Bounded.
+_thread_names: Dict[int, str] = {}
+_MAX_REMEMBERED = 10000
+_hook_installed = False
+_hook_lock = threading.Lock()
+
+
+def _remember(ident: Optional[int], name: str) -> None:
+    if ident is None:
+        return
+    if len(_thread_names) >= _MAX_REMEMBERED:
+        _thread_names.pop(next(iter(_thread_names)), None)
+    _thread_names[ident] = name
+
+
+def install_thread_name_hook() -> None:
+    """Note the name of every thread ``threading`` starts from now on.
+
+    Uses ``threading.setprofile``: each new thread runs the hook once, on
+    its first call, and the hook then puts back the previous profile
+    function (chaining to it), so no per-call cost remains."""
+    global _hook_installed
+    with _hook_lock:
+        if _hook_installed:
+            return
+        previous = threading.getprofile()
+
+        def note_thread_name(frame: Any, event: str, arg: Any) -> Any:
+            current = threading.current_thread()
+            _remember(current.ident, current.name)
+            sys.setprofile(previous)
+            if previous is not None:
+                return previous(frame, event, arg)
+            return None
+
+        threading.setprofile(note_thread_name)
+        _hook_installed = True
+
+
 def name_threads(database: "_engine.Database") -> None:
-    """Give the database the names of the threads alive now."""
-    database.set_thread_names({t.ident: t.name for t in threading.enumerate() if t.ident is not None})
+    """Give the database the names of the threads seen so far."""
+    names = dict(_thread_names)
+    names.update((t.ident, t.name) for t in threading.enumerate() if t.ident is not None)
+    database.set_thread_names(names)
