@@ -47,3 +47,14 @@ def spin(seconds: float) -> None:
     x = 0
     while time.perf_counter() < end:
         x += 1
+
+
+def spin_until_sampled(profiler, samples: int, at_least: float = 0.0, timeout: float = 20.0) -> None:
+    """Burns CPU until ``profiler`` has taken ``samples`` more samples (and at
+    least ``at_least`` seconds): a loaded machine may starve the sampler."""
+    target = profiler.stats()["samples"] + samples
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        spin(0.01)
+        if profiler.stats()["samples"] >= target and time.perf_counter() - start >= at_least:
+            return
