@@ -830,6 +830,16 @@ typedef struct {
     uint32_t first_child, next_sibling; /* node index + 1, 0 = none */
 } fnode_t;
 
+/* qsort has no context argument: the node array being sorted (GIL held). */
+static const fnode_t *sort_nodes;
+
+static int cmp_total_desc(const void *a, const void *b)
+{
+    uint64_t ta = sort_nodes[*(const uint32_t *)a - 1].total;
+    uint64_t tb = sort_nodes[*(const uint32_t *)b - 1].total;
+    return ta < tb ? 1 : (ta > tb ? -1 : 0);
+}
+
 static PyObject *build_flame_list(const fnode_t *nodes, uint32_t root)
 {
     /* Iterative post-order build: a stack of (node, list) pairs. */
@@ -919,29 +929,21 @@ fail:
     return NULL;
 }
 
-static PyObject *Snapshot_flame(SnapshotObject *self, PyObject *args)
+/* Builds the call tree of the selected rows: nodes[0] is the root; children
+ * are linked most total first.  0 / -1 with an exception. */
+static int build_flame_nodes(SnapshotObject *self, const uint8_t *mask, fnode_t **nodes_out, size_t *nn_out)
 {
-    PyObject *mask_obj = Py_None;
-    if (!PyArg_ParseTuple(args, "|O:flame", &mask_obj)) {
-        return NULL;
-    }
-    Py_buffer view;
-    const uint8_t *mask;
-    if (get_mask(self, mask_obj, &view, &mask) < 0) {
-        return NULL;
-    }
-    PyObject *result = NULL;
     fnode_t *nodes = NULL;
     size_t nn = 1, cap = 1024;
     oxp_index_t ix = {0};
+    uint32_t *kids = NULL;
     uint64_t *hits = stack_hits(self, mask);
     if (hits == NULL) {
-        goto done;
+        return -1;
     }
     nodes = PyMem_Calloc(cap, sizeof(fnode_t));
     if (nodes == NULL) {
-        PyErr_NoMemory();
-        goto done;
+        goto nomem;
     }
     nodes[0].func = UINT32_MAX;
     const oxp_stack_t *stacks = oxp_db_stacks(&self->db);
@@ -972,16 +974,14 @@ static PyObject *Snapshot_flame(SnapshotObject *self, PyObject *args)
                 if (nn == cap) {
                     fnode_t *grown = PyMem_Realloc(nodes, cap * 2 * sizeof(fnode_t));
                     if (grown == NULL) {
-                        PyErr_NoMemory();
-                        goto done;
+                        goto nomem;
                     }
                     memset(grown + cap, 0, cap * sizeof(fnode_t));
                     nodes = grown;
                     cap *= 2;
                 }
                 if (oxp_index_needs_grow(&ix) && oxp_index_resize(&ix, ix.mask ? (ix.mask + 1) * 2 : 1024) < 0) {
-                    PyErr_NoMemory();
-                    goto done;
+                    goto nomem;
                 }
                 found = (uint32_t)nn++;
                 nodes[found].func = func;
@@ -997,27 +997,133 @@ static PyObject *Snapshot_flame(SnapshotObject *self, PyObject *args)
             cur = found;
         }
     }
-    /* Order siblings by total, most first (insertion sort per list). */
-    for (size_t p = 0; p < nn; p++) {
-        uint32_t sorted = 0, c = nodes[p].first_child;
-        while (c) {
-            uint32_t next = nodes[c - 1].next_sibling;
-            uint32_t *link = &sorted;
-            while (*link && nodes[*link - 1].total >= nodes[c - 1].total) {
-                link = &nodes[*link - 1].next_sibling;
-            }
-            nodes[c - 1].next_sibling = *link;
-            *link = c;
-            c = next;
-        }
-        nodes[p].first_child = sorted;
+    /* Order each node's children by total, most first. */
+    kids = PyMem_Malloc((nn + 1) * sizeof(uint32_t));
+    if (kids == NULL) {
+        goto nomem;
     }
-    result = build_flame_list(nodes, 0);
-done:
-    release_mask(&view);
-    oxp_index_free(&ix);
-    PyMem_Free(nodes);
+    sort_nodes = nodes;
+    for (size_t p = 0; p < nn; p++) {
+        size_t nk = 0;
+        for (uint32_t c = nodes[p].first_child; c; c = nodes[c - 1].next_sibling) {
+            kids[nk++] = c;
+        }
+        if (nk > 1) {
+            qsort(kids, nk, sizeof(uint32_t), cmp_total_desc);
+        }
+        uint32_t link = 0;
+        for (size_t i = nk; i-- > 0;) {
+            nodes[kids[i] - 1].next_sibling = link;
+            link = kids[i];
+        }
+        nodes[p].first_child = link;
+    }
+    PyMem_Free(kids);
     PyMem_Free(hits);
+    oxp_index_free(&ix);
+    *nodes_out = nodes;
+    *nn_out = nn;
+    return 0;
+nomem:
+    PyErr_NoMemory();
+    PyMem_Free(kids);
+    PyMem_Free(hits);
+    PyMem_Free(nodes);
+    oxp_index_free(&ix);
+    return -1;
+}
+
+static PyObject *Snapshot_flame(SnapshotObject *self, PyObject *args)
+{
+    PyObject *mask_obj = Py_None;
+    if (!PyArg_ParseTuple(args, "|O:flame", &mask_obj)) {
+        return NULL;
+    }
+    Py_buffer view;
+    const uint8_t *mask;
+    if (get_mask(self, mask_obj, &view, &mask) < 0) {
+        return NULL;
+    }
+    fnode_t *nodes;
+    size_t nn;
+    PyObject *result = NULL;
+    if (build_flame_nodes(self, mask, &nodes, &nn) == 0) {
+        result = build_flame_list(nodes, 0);
+        PyMem_Free(nodes);
+    }
+    release_mask(&view);
+    return result;
+}
+
+/* flame_json(mask) -> the same tree as flame(), as JSON text, written
+ * without recursion (trees can be thousands of frames deep). */
+static PyObject *Snapshot_flame_json(SnapshotObject *self, PyObject *args)
+{
+    PyObject *mask_obj = Py_None;
+    if (!PyArg_ParseTuple(args, "|O:flame_json", &mask_obj)) {
+        return NULL;
+    }
+    Py_buffer view;
+    const uint8_t *mask;
+    if (get_mask(self, mask_obj, &view, &mask) < 0) {
+        return NULL;
+    }
+    fnode_t *nodes;
+    size_t nn;
+    if (build_flame_nodes(self, mask, &nodes, &nn) < 0) {
+        release_mask(&view);
+        return NULL;
+    }
+    release_mask(&view);
+    strbuf_t sb = {NULL, 0, 0};
+    uint32_t *stack = PyMem_Malloc((nn + 1) * sizeof(uint32_t)); /* next child to visit, per level */
+    uint32_t *path = PyMem_Malloc((nn + 1) * sizeof(uint32_t));
+    PyObject *result = NULL;
+    if (stack == NULL || path == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    size_t top = 0;
+    char num[96];
+    /* Open the root. */
+    int n = snprintf(num, sizeof(num), "[-1,%llu,%llu,[", (unsigned long long)nodes[0].total,
+                     (unsigned long long)nodes[0].self);
+    if (sb_put(&sb, num, (size_t)n) < 0) {
+        goto nomem;
+    }
+    path[0] = 0;
+    stack[0] = nodes[0].first_child;
+    top = 1;
+    while (top > 0) {
+        uint32_t next = stack[top - 1];
+        if (next == 0) {
+            if (sb_put(&sb, "]]", 2) < 0) {
+                goto nomem;
+            }
+            top--;
+            continue;
+        }
+        uint32_t child = next - 1;
+        stack[top - 1] = nodes[child].next_sibling;
+        int first = nodes[path[top - 1]].first_child == next;
+        n = snprintf(num, sizeof(num), "%s[%u,%llu,%llu,[", first ? "" : ",", nodes[child].func,
+                     (unsigned long long)nodes[child].total, (unsigned long long)nodes[child].self);
+        if (sb_put(&sb, num, (size_t)n) < 0) {
+            goto nomem;
+        }
+        path[top] = child;
+        stack[top] = nodes[child].first_child;
+        top++;
+    }
+    result = PyUnicode_DecodeASCII(sb.data, (Py_ssize_t)sb.len, "strict");
+    goto done;
+nomem:
+    PyErr_NoMemory();
+done:
+    PyMem_Free(stack);
+    PyMem_Free(path);
+    PyMem_Free(sb.data);
+    PyMem_Free(nodes);
     return result;
 }
 
@@ -1169,6 +1275,7 @@ static PyMethodDef Snapshot_methods[] = {
      "line_hits(mask=None) -> [(function, line, self_hits)]."},
     {"folded", (PyCFunction)Snapshot_folded, METH_VARARGS, "folded(mask, names) -> folded stacks text."},
     {"flame", (PyCFunction)Snapshot_flame, METH_VARARGS, "flame(mask=None) -> nested call tree."},
+    {"flame_json", (PyCFunction)Snapshot_flame_json, METH_VARARGS, "flame_json(mask=None) -> the tree as JSON."},
     {"pprof", (PyCFunction)Snapshot_pprof, METH_VARARGS, "pprof(mask, options) -> uncompressed pprof bytes."},
     {NULL, NULL, 0, NULL},
 };

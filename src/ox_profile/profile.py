@@ -14,7 +14,7 @@ import re
 import time
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ox_profile import _engine
+from ox_profile import _engine, _validate
 
 PathLike = Union[str, "os.PathLike[str]"]  # noqa: F821 (string annotation)
 
@@ -198,21 +198,23 @@ class Profile:
             raise ValueError("sort must be 'self' or 'total', not %r" % (sort,))
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0):
             raise ValueError("limit must be a positive integer or None, not %r" % (limit,))
-        regexp = re.compile(re_filter) if re_filter else None
+        regexp = _validate.regex(re_filter)
         agg = self._snap.aggregate(self._mask, None)
+        if regexp is not None:
+            funcs = self.functions
+            agg = [row for row in agg
+                   if regexp.search(funcs[row[0]].display_name) or regexp.search(funcs[row[0]].filename)]
+        if sort == "self":
+            agg.sort(key=lambda row: (-row[1], -row[2], row[0]))
+        else:
+            agg.sort(key=lambda row: (-row[2], -row[1], row[0]))
+        if limit is not None:
+            agg = agg[:limit]
         hot = self.hot_lines()
         total = self.total_samples or 1
-        stats = []
-        for fid, self_hits, total_hits in agg:
-            func = self.functions[fid]
-            if regexp is not None and not (regexp.search(func.display_name) or regexp.search(func.filename)):
-                continue
-            stats.append(FunctionStat(func, self_hits, total_hits, self_hits / total,
-                                      total_hits / total, hot.get(fid, func.firstlineno)))
-        key = (lambda s: (-s.self_hits, -s.total_hits)) if sort == "self" else (
-            lambda s: (-s.total_hits, -s.self_hits))
-        stats.sort(key=key)
-        return stats if limit is None else stats[:limit]
+        return [FunctionStat(self.functions[fid], self_hits, total_hits, self_hits / total, total_hits / total,
+                             hot.get(fid, self.functions[fid].firstlineno))
+                for fid, self_hits, total_hits in agg]
 
     def hot_lines(self) -> Dict[int, int]:
         """For each function with self hits, the line that had most of them."""
@@ -271,6 +273,10 @@ class Profile:
         """The call tree as nested ``[function, total, self, children]`` lists
         (root function -1)."""
         return self._snap.flame(self._mask)
+
+    def flame_json(self) -> str:
+        """:meth:`flame_tree` as JSON text (built in C, for large trees)."""
+        return self._snap.flame_json(self._mask)
 
     def pprof_bytes(self) -> bytes:
         """The profile as an uncompressed pprof ``Profile`` protobuf message."""

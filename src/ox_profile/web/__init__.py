@@ -60,13 +60,23 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+# Rows of the top table per view: enough to read, bounded for huge profiles.
+TOP_ROWS = 2000
+
+
 def _view(key: str, label: str, profile: "Profile") -> Dict[str, Any]:
     total = int(profile.total_samples)
-    tree = profile.flame_tree()
-    if not tree:
-        tree = [-1, total, 0, []]
+    # The tree as JSON text built by the engine: large trees are the bulk of
+    # a report, and building them as Python lists first is slow.
+    flame_json = getattr(profile, "flame_json", None)
+    if not total:
+        tree: Any = [-1, total, 0, []]
+    elif flame_json is not None:
+        tree = TreeJSON(flame_json())
+    else:
+        tree = profile.flame_tree()
     top = [[s.function.index, int(s.self_hits), int(s.total_hits), int(s.hot_line)]
-           for s in profile.top()]
+           for s in profile.top(limit=TOP_ROWS)]
     return {"key": key, "label": label, "total": total, "tree": tree, "top": top}
 
 
@@ -125,9 +135,15 @@ _SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
 _SCRIPT_UNSAFE = re.compile("[<>&\u2028\u2029]")
 
 
+class TreeJSON(str):
+    """A call tree already serialised as JSON (see Profile.flame_json)."""
+
+
 def _dump_tree(tree: Any) -> str:
     """JSON for a nested ``[fid, total, self, children]`` tree, without
     recursion (call trees can be thousands of frames deep)."""
+    if isinstance(tree, TreeJSON):
+        return str(tree)
     out: List[str] = []
     # Work items: a node to open, or a literal string to emit.
     stack: List[Any] = [tree]
@@ -161,11 +177,19 @@ def dumps_for_script(data: Mapping[str, Any]) -> str:
             view["tree"] = token
         views.append(view)
     copy["views"] = views
+    # Only the metadata can hold non-JSON values (NaN statistics...); the
+    # tables are ints and strings and are large, so they are dumped as is.
+    if "meta" in copy:
+        copy["meta"] = _json_safe(copy["meta"])
     # ASCII only: lone surrogates (undecodable file names) survive as escapes.
-    text = json.dumps(_json_safe(copy), ensure_ascii=True, separators=(",", ":"))
-    for token, tree_json in trees.items():
-        text = text.replace(token, tree_json, 1)
-    return _SCRIPT_UNSAFE.sub(lambda m: _SCRIPT_ESCAPES[m.group(0)], text)
+    text = json.dumps(copy, ensure_ascii=True, separators=(",", ":"), default=str)
+    text = _SCRIPT_UNSAFE.sub(lambda m: _SCRIPT_ESCAPES[m.group(0)], text)
+    # Splice the trees in last, in one pass: they hold only digits, commas
+    # and brackets, so they need no escaping.
+    if not trees:
+        return text
+    pattern = re.compile("|".join(re.escape(token) for token in trees))
+    return pattern.sub(lambda m: trees[m.group(0)], text)
 
 
 # -- HTML report -------------------------------------------------------------------
