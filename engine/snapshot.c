@@ -484,12 +484,47 @@ static void release_mask(Py_buffer *view)
 /* aggregate(mask, groups=None) -> [(group, self, total)]: functions merged by
  * groups[function] (default: each its own); total counts a group once per
  * sample even when it recurses. */
+/* qsort comparators for aggregate(): the arrays being sorted (GIL held). */
+static const uint64_t *agg_self, *agg_total;
+
+static int cmp_agg_self(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    if (agg_self[x] != agg_self[y]) {
+        return agg_self[x] < agg_self[y] ? 1 : -1;
+    }
+    if (agg_total[x] != agg_total[y]) {
+        return agg_total[x] < agg_total[y] ? 1 : -1;
+    }
+    return x < y ? -1 : (x > y);
+}
+
+static int cmp_agg_total(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    if (agg_total[x] != agg_total[y]) {
+        return agg_total[x] < agg_total[y] ? 1 : -1;
+    }
+    if (agg_self[x] != agg_self[y]) {
+        return agg_self[x] < agg_self[y] ? 1 : -1;
+    }
+    return x < y ? -1 : (x > y);
+}
+
 static PyObject *Snapshot_aggregate(SnapshotObject *self, PyObject *args)
 {
     PyObject *mask_obj = Py_None, *groups_obj = Py_None;
-    if (!PyArg_ParseTuple(args, "|OO:aggregate", &mask_obj, &groups_obj)) {
+    const char *order = NULL;
+    Py_ssize_t limit = -1;
+    if (!PyArg_ParseTuple(args, "|OOzn:aggregate", &mask_obj, &groups_obj, &order, &limit)) {
         return NULL;
     }
+    int by_total = 0;
+    if (order != NULL && strcmp(order, "self") != 0 && strcmp(order, "total") != 0) {
+        PyErr_SetString(PyExc_ValueError, "order must be 'self', 'total' or None");
+        return NULL;
+    }
+    by_total = order != NULL && strcmp(order, "total") == 0;
     Py_buffer view;
     const uint8_t *mask;
     if (get_mask(self, mask_obj, &view, &mask) < 0) {
@@ -569,22 +604,34 @@ static PyObject *Snapshot_aggregate(SnapshotObject *self, PyObject *args)
             }
         }
     }
-    result = PyList_New(0);
+    /* The groups with hits, optionally sorted (most first) and cut. */
+    size_t nout = 0;
+    for (size_t g = 0; g < ngroups; g++) {
+        if (total_hits[g] != 0) {
+            stamp[nout++] = (uint32_t)g; /* reuse stamp as the output order */
+        }
+    }
+    if (order != NULL) {
+        agg_self = self_hits;
+        agg_total = total_hits;
+        qsort(stamp, nout, sizeof(uint32_t), by_total ? cmp_agg_total : cmp_agg_self);
+        if (limit >= 0 && (size_t)limit < nout) {
+            nout = (size_t)limit;
+        }
+    }
+    result = PyList_New((Py_ssize_t)nout);
     if (result == NULL) {
         goto done;
     }
-    for (size_t g = 0; g < ngroups; g++) {
-        if (total_hits[g] == 0) {
-            continue;
-        }
+    for (size_t i = 0; i < nout; i++) {
+        size_t g = stamp[i];
         PyObject *t = Py_BuildValue("(nKK)", (Py_ssize_t)g, (unsigned long long)self_hits[g],
                                     (unsigned long long)total_hits[g]);
-        if (t == NULL || PyList_Append(result, t) < 0) {
-            Py_XDECREF(t);
+        if (t == NULL) {
             Py_CLEAR(result);
             goto done;
         }
-        Py_DECREF(t);
+        PyList_SET_ITEM(result, (Py_ssize_t)i, t);
     }
 done:
     release_mask(&view);
@@ -691,6 +738,48 @@ static PyObject *Snapshot_line_hits(SnapshotObject *self, PyObject *args)
 done:
     release_mask(&view);
     PyMem_Free(pairs);
+    return result;
+}
+
+/* hot_lines(mask) -> [line] per function: the leaf line with most self hits
+ * (0 where the function never was a leaf). */
+static PyObject *Snapshot_hot_lines(SnapshotObject *self, PyObject *args)
+{
+    PyObject *lh = Snapshot_line_hits(self, args);
+    if (lh == NULL) {
+        return NULL;
+    }
+    size_t nfuncs = self->db.funcs.len;
+    uint64_t *best = PyMem_Calloc(nfuncs + 1, sizeof(uint64_t));
+    int32_t *line = PyMem_Calloc(nfuncs + 1, sizeof(int32_t));
+    PyObject *result = NULL;
+    if (best == NULL || line == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lh); i++) {
+        PyObject *t = PyList_GET_ITEM(lh, i);
+        size_t f = PyLong_AsSize_t(PyTuple_GET_ITEM(t, 0));
+        long ln = PyLong_AsLong(PyTuple_GET_ITEM(t, 1));
+        unsigned long long h = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(t, 2));
+        if (f < nfuncs && h > best[f]) {
+            best[f] = h;
+            line[f] = (int32_t)ln;
+        }
+    }
+    result = PyList_New((Py_ssize_t)nfuncs);
+    for (size_t f = 0; result != NULL && f < nfuncs; f++) {
+        PyObject *v = PyLong_FromLong(line[f]);
+        if (v == NULL) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyList_SET_ITEM(result, (Py_ssize_t)f, v);
+    }
+done:
+    Py_DECREF(lh);
+    PyMem_Free(best);
+    PyMem_Free(line);
     return result;
 }
 
@@ -1270,9 +1359,10 @@ static PyMethodDef Snapshot_methods[] = {
     {"select", (PyCFunction)Snapshot_select, METH_VARARGS,
      "select(thread_flags, label_flags) -> (mask, thread_hits, total, gil, cpu_ns)."},
     {"aggregate", (PyCFunction)Snapshot_aggregate, METH_VARARGS,
-     "aggregate(mask=None, groups=None) -> [(group, self_hits, total_hits)]."},
+     "aggregate(mask=None, groups=None, order=None, limit=-1) -> [(group, self_hits, total_hits)]."},
     {"line_hits", (PyCFunction)Snapshot_line_hits, METH_VARARGS,
      "line_hits(mask=None) -> [(function, line, self_hits)]."},
+    {"hot_lines", (PyCFunction)Snapshot_hot_lines, METH_VARARGS, "hot_lines(mask=None) -> [line per function]."},
     {"folded", (PyCFunction)Snapshot_folded, METH_VARARGS, "folded(mask, names) -> folded stacks text."},
     {"flame", (PyCFunction)Snapshot_flame, METH_VARARGS, "flame(mask=None) -> nested call tree."},
     {"flame_json", (PyCFunction)Snapshot_flame_json, METH_VARARGS, "flame_json(mask=None) -> the tree as JSON."},

@@ -199,30 +199,22 @@ class Profile:
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0):
             raise ValueError("limit must be a positive integer or None, not %r" % (limit,))
         regexp = _validate.regex(re_filter)
-        agg = self._snap.aggregate(self._mask, None)
-        if regexp is not None:
-            funcs = self.functions
-            agg = [row for row in agg
-                   if regexp.search(funcs[row[0]].display_name) or regexp.search(funcs[row[0]].filename)]
-        if sort == "self":
-            agg.sort(key=lambda row: (-row[1], -row[2], row[0]))
+        if regexp is None:
+            agg = self._snap.aggregate(self._mask, None, sort, -1 if limit is None else limit)
         else:
-            agg.sort(key=lambda row: (-row[2], -row[1], row[0]))
-        if limit is not None:
-            agg = agg[:limit]
-        hot = self.hot_lines()
+            funcs = self.functions
+            agg = [row for row in self._snap.aggregate(self._mask, None, sort)
+                   if regexp.search(funcs[row[0]].display_name) or regexp.search(funcs[row[0]].filename)]
+            agg = agg if limit is None else agg[:limit]
+        hot = self._snap.hot_lines(self._mask)
         total = self.total_samples or 1
         return [FunctionStat(self.functions[fid], self_hits, total_hits, self_hits / total, total_hits / total,
-                             hot.get(fid, self.functions[fid].firstlineno))
+                             hot[fid] or self.functions[fid].firstlineno)
                 for fid, self_hits, total_hits in agg]
 
     def hot_lines(self) -> Dict[int, int]:
         """For each function with self hits, the line that had most of them."""
-        best: Dict[int, Tuple[int, int]] = {}
-        for fid, line, hits in self._snap.line_hits(self._mask):
-            if fid not in best or hits > best[fid][1]:
-                best[fid] = (line, hits)
-        return {fid: lh[0] for fid, lh in best.items()}
+        return {fid: line for fid, line in enumerate(self._snap.hot_lines(self._mask)) if line}
 
     def line_hits(self) -> List[Tuple[Function, int, int]]:
         """(function, line, self hits) for every line that was a leaf."""
