@@ -391,3 +391,18 @@ def test_split_run_args():
         ["--interval=0.01", "-m", "pkg.mod"], None, ["--x"])
     assert split(["-mpkg", "a"]) == (["-m", "pkg"], None, ["a"])
     assert split(["--", "-weird.py", "a"]) == ([], "-weird.py", ["a"])
+
+
+def test_sigterm_still_writes_the_profile(tmp_path) -> None:
+    import signal, subprocess, sys, time
+    script = tmp_path / "loop.py"
+    script.write_text("import time\nprint('ready', flush=True)\nwhile True:\n    sum(range(1000))\n")
+    out = tmp_path / "out.collapsed"
+    proc = subprocess.Popen([sys.executable, "-m", "ox_profile", "run", "-o", str(out), str(script)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert out.exists() and sum(int(line.rsplit(" ", 1)[1]) for line in out.read_text().splitlines()) > 0

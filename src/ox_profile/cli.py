@@ -22,6 +22,7 @@ import math
 import os
 import re
 import runpy
+import signal
 import sys
 import tempfile
 import threading
@@ -422,6 +423,21 @@ def run(config: RunConfig, profiler_factory: Any = None) -> int:
         sys.path[:] = saved_path
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _catch_sigterm() -> Any:
+    """Turn SIGTERM into SystemExit(143) so the profile is still written
+    (only when the default action would kill us).  The previous handler."""
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            return signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:  # not the main thread
+        pass
+    return None
+
+
 def _run(config: RunConfig, profiler_factory: Any) -> int:
     if profiler_factory is None:
         from ox_profile import Profiler as profiler_factory
@@ -454,9 +470,12 @@ def _run(config: RunConfig, profiler_factory: Any) -> int:
         if status is not None:
             status.stop()
         raise
+    previous_term = _catch_sigterm()
     try:
         code = _run_program(config)
     finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
         if os.getpid() == pid:
             profiler.stop()
             if status is not None:
