@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import json
 import math
 import re
 import secrets
@@ -316,6 +317,19 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _json_response(payload: Dict[str, Any], flame: Dict[str, Any], bare: bool = False) -> Response:
+    """``payload`` plus ``"flame": flame`` as a JSON response (or the flame data
+    alone when ``bare``).  Flame data is serialised by ox_profile.web, whose
+    call trees may come already encoded."""
+    flame_text = web.dumps_for_script(flame)
+    if bare:
+        body = flame_text
+    else:
+        head = json.dumps(_json_safe(payload), separators=(",", ":"))
+        body = head[:-1] + ("," if payload else "") + '"flame":' + flame_text + "}"
+    return current_app.response_class(body, mimetype="application/json")
+
+
 def _page_title(sel: Selection) -> str:
     parts = ["ox_profile"]
     if sel.endpoint is not None:
@@ -359,7 +373,7 @@ def status_json() -> Response:
     sel = parse_selection()
     profile, narrowed = _selected(sel)
     top, matched = _top(narrowed, sel)
-    return jsonify(_json_safe({
+    return _json_response({
         "state": _state(),
         "stats": dict(narrowed.stats),
         "selection": {"re_filter": sel.re_filter, "max_records": sel.max_records,
@@ -370,9 +384,8 @@ def status_json() -> Response:
         "threads": [{"index": t.index, "ident": t.ident, "native_id": t.native_id,
                      "name": t.name, "hits": t.hits} for t in profile.threads],
         "endpoints": profile.labels,
-        "flame": web.flame_data(narrowed, title=_page_title(sel)),
         "csrf_token": csrf_token(),
-    }))
+    }, flame=web.flame_data(narrowed, title=_page_title(sel)))
 
 
 @OX_PROF_BP.route("/flame.json")
@@ -380,7 +393,7 @@ def flame_json() -> Response:
     """Flame data (docs/contract.md) of the selection."""
     sel = parse_selection()
     _profile, narrowed = _selected(sel)
-    return jsonify(web.flame_data(narrowed, title=_page_title(sel)))
+    return _json_response({}, flame=web.flame_data(narrowed, title=_page_title(sel)), bare=True)
 
 
 @OX_PROF_BP.route("/download/<fmt>")
