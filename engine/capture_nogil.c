@@ -666,28 +666,45 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
                 continue;
             }
         }
-        int truncated = 0;
-        int n = walk_frames(st, ts, &truncated);
-        int drop = 0;
-        if (n == -1) {
-            drop = OXP_DROP_READ + 1;
-        } else if (n == -2) {
-            drop = OXP_DROP_INVALID + 1;
-        }
-        uint32_t mask = (n > 0) ? read_code_headers(st, n) : 0;
-        pthread_mutex_lock(&db->lock);
-        if (n > 0) {
-            int recorded = 0;
-            drop = record_thread_unlocked(s, st, n, mask, ts, holder == st->tstate_addrs[t], cpu_ns, &recorded);
-            if (recorded) {
-                st->recorded[nrecorded++] = (uint64_t)ts->native_thread_id;
+        /* A walk can fail because the thread moved while we read it: try
+         * once more from a fresh copy of its state before dropping it. */
+        for (int attempt = 0; attempt < 2; attempt++) {
+            if (attempt > 0) {
+                PyThreadState *fresh = &st->tstates[t];
+                if (oxp_saferead(fresh, st->tstate_addrs[t], sizeof(*fresh)) < 0 ||
+                    (uintptr_t)fresh->interp != (uintptr_t)s->interp || fresh->cframe == NULL) {
+                    break; /* the thread is gone: nothing to drop */
+                }
+                ts = fresh;
             }
-            s->stats.truncated += truncated ? 1 : 0;
+            int truncated = 0;
+            int n = walk_frames(st, ts, &truncated);
+            int drop = 0;
+            if (n == -1) {
+                drop = OXP_DROP_READ + 1;
+            } else if (n == -2) {
+                drop = OXP_DROP_INVALID + 1;
+            }
+            uint32_t mask = (n > 0) ? read_code_headers(st, n) : 0;
+            pthread_mutex_lock(&db->lock);
+            if (n > 0) {
+                int recorded = 0;
+                drop = record_thread_unlocked(s, st, n, mask, ts, holder == st->tstate_addrs[t], cpu_ns, &recorded);
+                if (recorded) {
+                    st->recorded[nrecorded++] = (uint64_t)ts->native_thread_id;
+                }
+                s->stats.truncated += truncated ? 1 : 0;
+            }
+            if (drop && attempt == 1) {
+                s->stats.dropped[drop - 1]++;
+            } else if (drop) {
+                s->stats.retried++;
+            }
+            pthread_mutex_unlock(&db->lock);
+            if (!drop) {
+                break;
+            }
         }
-        if (drop) {
-            s->stats.dropped[drop - 1]++;
-        }
-        pthread_mutex_unlock(&db->lock);
     }
 }
 

@@ -42,6 +42,7 @@ typedef struct {
     uint64_t truncated;        /* stacks deeper than OXP_MAX_DEPTH */
     uint64_t idle_skipped;     /* cpu mode: thread samples skipped as idle */
     uint64_t dropped[OXP_DROP_NREASONS];
+    uint64_t retried;          /* nogil: thread walks that failed once, then were retried */
     uint64_t interval_n;       /* Welford accumulators of tick-to-tick time */
     double interval_mean_ns;
     double interval_m2;
