@@ -15,8 +15,9 @@
 int oxp_capture_gil_now(oxp_sampler_t *s, oxp_db_t *db, oxp_codecache_t *cache, oxp_scratch_t *scratch,
                         PyThreadState *skip, uint64_t tick);
 /* From the sampler thread: takes the GIL (through its own thread state),
- * captures, releases.  Never raises: failures are counted. */
-void oxp_capture_gil_tick_from_thread(oxp_sampler_t *s, uint64_t tick);
+ * captures, releases.  Never raises: failures are counted.  Returns the
+ * nanoseconds spent waiting for the GIL. */
+int64_t oxp_capture_gil_tick_from_thread(oxp_sampler_t *s, uint64_t tick);
 /* From the sampler thread as it ends: deletes its thread state. */
 void oxp_capture_gil_thread_exit(oxp_sampler_t *s);
 

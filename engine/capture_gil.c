@@ -158,13 +158,13 @@ int oxp_capture_gil_now(oxp_sampler_t *s, oxp_db_t *db, oxp_codecache_t *cache, 
     return rc;
 }
 
-void oxp_capture_gil_tick_from_thread(oxp_sampler_t *s, uint64_t tick)
+int64_t oxp_capture_gil_tick_from_thread(oxp_sampler_t *s, uint64_t tick)
 {
     if (oxp_is_finalizing()) {
         pthread_mutex_lock(&s->db->lock);
         s->stats.dropped[OXP_DROP_NO_GIL]++;
         pthread_mutex_unlock(&s->db->lock);
-        return;
+        return 0;
     }
     if (s->own_tstate == NULL) {
         s->own_tstate = PyThreadState_New(s->interp);
@@ -172,14 +172,17 @@ void oxp_capture_gil_tick_from_thread(oxp_sampler_t *s, uint64_t tick)
             pthread_mutex_lock(&s->db->lock);
             s->stats.dropped[OXP_DROP_NO_MEMORY]++;
             pthread_mutex_unlock(&s->db->lock);
-            return;
+            return 0;
         }
     }
+    int64_t before = oxp_now_ns();
     PyEval_RestoreThread(s->own_tstate);
+    int64_t waited = oxp_now_ns() - before;
     if (oxp_capture_gil_now(s, s->db, &s->cache, &s->scratch, s->own_tstate, tick) < 0) {
         PyErr_Clear();
     }
     PyEval_SaveThread();
+    return waited;
 }
 
 void oxp_capture_gil_thread_exit(oxp_sampler_t *s)

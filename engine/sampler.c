@@ -211,13 +211,15 @@ void oxp_sampler_set_interval(oxp_sampler_t *s, int64_t interval_ns)
 /* One wakeup's work: capture and record, then account for it. */
 static void sampler_tick(oxp_sampler_t *s, int64_t tick_start, uint64_t tick_no)
 {
+    int64_t waited = 0;
     if (s->backend == OXP_BACKEND_NOGIL) {
         oxp_capture_nogil_tick(s, tick_no);
     } else {
-        oxp_capture_gil_tick_from_thread(s, tick_no);
+        waited = oxp_capture_gil_tick_from_thread(s, tick_no);
     }
     int64_t end = oxp_now_ns();
-    uint64_t cost = (uint64_t)(end - tick_start);
+    int64_t spent = end - tick_start - waited;
+    uint64_t cost = spent > 0 ? (uint64_t)spent : 0;
     pthread_mutex_lock(&s->db->lock);
     oxp_stats_t *st = &s->stats;
     if (st->ticks > 0) {
@@ -232,6 +234,7 @@ static void sampler_tick(oxp_sampler_t *s, int64_t tick_start, uint64_t tick_no)
     st->last_tick_ns = tick_start;
     st->ticks++;
     st->capture_total_ns += cost;
+    st->gil_wait_total_ns += (uint64_t)(waited > 0 ? waited : 0);
     if (cost > st->capture_max_ns) {
         st->capture_max_ns = cost;
     }

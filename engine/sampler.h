@@ -46,7 +46,8 @@ typedef struct {
     uint64_t interval_n;       /* Welford accumulators of tick-to-tick time */
     double interval_mean_ns;
     double interval_m2;
-    uint64_t capture_total_ns; /* time spent in capture + record */
+    uint64_t capture_total_ns; /* time spent in capture + record (not waiting for the GIL) */
+    uint64_t gil_wait_total_ns; /* gil backend: time spent waiting for the GIL */
     uint64_t capture_max_ns;
     int64_t first_tick_ns;     /* CLOCK_MONOTONIC of the first tick */
     int64_t last_tick_ns;
