@@ -42,6 +42,9 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 RESULTS = os.path.join(BENCH, "results")
 CONFIGS = ("baseline", "paused", "1 kHz")
+#: With --timing-only: paused, but requests timed and labelled (the
+#: blueprint's own per-request cost without the sampler's).
+TIMED = "timed"
 
 
 def log(msg: str) -> None:
@@ -57,7 +60,8 @@ def free_port() -> int:
 class Server:
     """The demo app under gunicorn, started and stopped by us."""
 
-    def __init__(self, config: str, threads: int, backend: Optional[str] = None) -> None:
+    def __init__(self, config: str, threads: int, backend: Optional[str] = None,
+                 mode: Optional[str] = None) -> None:
         self.config = config
         self.port = free_port()
         self.base = "http://127.0.0.1:%d" % self.port
@@ -65,6 +69,10 @@ class Server:
                    OX_DEMO_SECRET="bench-secret")
         if backend:
             env["OX_PROFILE_BACKEND"] = backend
+        if mode:
+            env["OX_DEMO_MODE"] = mode
+        if config == TIMED:
+            env["OX_DEMO_ALWAYS_TIME"] = "1"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-w", "1", "--threads", str(threads),
              "-b", "127.0.0.1:%d" % self.port, "--graceful-timeout", "2", "--log-level", os.environ.get("OXP_BENCH_LOGLEVEL", "warning"),
@@ -149,16 +157,17 @@ def measure(args: argparse.Namespace) -> Dict[str, list]:
     if not os.path.exists(wrk):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     rng = random.Random(args.seed)
-    results: Dict[str, list] = {c: [] for c in CONFIGS}
-    cpu: Dict[str, list] = {c: [] for c in CONFIGS}
+    configs = CONFIGS + ((TIMED,) if args.timing_only else ())
+    results: Dict[str, list] = {c: [] for c in configs}
+    cpu: Dict[str, list] = {c: [] for c in configs}
     sampler: List[dict] = []
     crashes = 0
     by_round: Dict[int, Dict[str, float]] = {}
     for rnd in range(args.rounds):
-        order = list(CONFIGS)
+        order = list(configs)
         rng.shuffle(order)
         for config in order:
-            server = Server(config, args.threads, args.backend)
+            server = Server(config, args.threads, args.backend, args.mode)
             try:
                 if config == "1 kHz":
                     server.unpause(0.001)
@@ -203,13 +212,13 @@ def _median(values: List[float]) -> float:
 
 def table(data: Dict[str, Any], args: argparse.Namespace) -> str:
     rps, cpu = data["rps"], data["cpu_us"]
-    med = {c: _median(rps[c]) for c in CONFIGS}
+    med = {c: _median(rps[c]) for c in rps}
     # Ratios of the runs of one round (run back to back) are steadier than
     # ratios of medians when the machine's load drifts.
-    full = [r for r in data["rounds"] if len(r) == len(CONFIGS)]
+    full = [r for r in data["rounds"] if all(c in r for c in CONFIGS)]
     paired_paused = _median([r["paused"] / r["baseline"] for r in full])
     paired_on = _median([r["1 kHz"] / r["paused"] for r in full])
-    cmed = {c: _median(cpu[c]) for c in CONFIGS}
+    cmed = {c: _median(cpu[c]) for c in cpu}
 
     def row(name: str, config: str, ratio: str, target: str) -> str:
         return "| %s | %.0f | %s | %s | %.1f | %s |" % (
@@ -225,10 +234,17 @@ def table(data: Dict[str, Any], args: argparse.Namespace) -> str:
         row("blueprint, unpaused at 1 kHz", "1 kHz", "%.1f%% of paused; %.1f%%" % (
             100 * med["1 kHz"] / med["paused"], 100 * paired_on), "1 kHz >= 97% of paused"),
     ]
+    if TIMED in rps:
+        paired_timed = _median([r[TIMED] / r["paused"] for r in data["rounds"]
+                                if TIMED in r and "paused" in r])
+        lines.append(row("paused, requests timed and labelled (no sampler)", TIMED,
+                         "%.1f%% of paused; %.1f%%" % (100 * med[TIMED] / med["paused"],
+                                                       100 * paired_timed), ""))
     note = ("\n`%s` on 127.0.0.1: gunicorn -w 1 --threads %d (gthread), wrk -t%d -c%d, %d rounds x %d s "
-            "(+%d s warm-up), configurations interleaved in shuffled order; %d CPUs; backend %s." % (
+            "(+%d s warm-up), configurations interleaved in shuffled order; %d CPUs; backend %s, %s mode." % (
                 args.path, args.threads, args.wrk_threads, args.connections, args.rounds,
-                args.seconds, args.warmup, os.cpu_count() or 0, args.backend or "auto"))
+                args.seconds, args.warmup, os.cpu_count() or 0, args.backend or "auto",
+                args.mode or "wall"))
     sampler = data["sampler"]
     rates = [s["rate_hz"] for s in sampler if s.get("rate_hz")]
     costs = [s["capture_mean_us"] for s in sampler if s.get("capture_mean_us")]
@@ -252,15 +268,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--backend", choices=("nogil", "gil"), default=None,
                         help="OX_PROFILE_BACKEND for the server (default: auto)")
+    parser.add_argument("--timing-only", action="store_true",
+                        help="add a run with request timing on and the sampler paused")
+    parser.add_argument("--mode", choices=("wall", "cpu"), default=None,
+                        help="sampling mode of the blueprint's profiler (default: wall)")
     args = parser.parse_args(argv)
     results = measure(args)
-    text = table(results, args)
-    print(text)
     os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "flask_load.md"), "w") as fh:
-        fh.write(text)
     with open(os.path.join(RESULTS, "flask_load.json"), "w") as fh:
         json.dump({"args": vars(args), "results": results}, fh, indent=1)
+    text = table(results, args)
+    print(text)
+    with open(os.path.join(RESULTS, "flask_load.md"), "w") as fh:
+        fh.write(text)
     return 0
 
 

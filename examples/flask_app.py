@@ -14,8 +14,11 @@ http://127.0.0.1:5000/ox_profile/status, press "Unpause", load /slow_cpu,
 /slow_io and /fast a few times, and reload the status page.
 
 Environment: ``PORT`` (default 5000), ``OX_DEMO_PROFILER=0`` leaves the
-blueprint out (the load benchmark's baseline), ``OX_DEMO_SECRET`` sets the
-session key (random by default, so sessions last as long as the process).
+blueprint out (the load benchmark's baseline), ``OX_DEMO_MODE=cpu`` samples
+only threads that ran (default ``wall``: every thread), ``OX_DEMO_ALWAYS_TIME=1``
+times requests while paused too, ``OX_DEMO_SECRET``
+sets the session key (random by default, so sessions last as long as the
+process).
 """
 
 from __future__ import annotations
@@ -176,6 +179,10 @@ def create_app(profiler: bool = True) -> Flask:
         from ox_profile.ui.flask.views import OX_PROF_BP
         app.register_blueprint(OX_PROF_BP)
         app.config['OX_PROF_USERS'] = PROFILER_USERS
+        if os.environ.get("OX_DEMO_MODE"):
+            OX_PROF_BP.launcher_options["mode"] = os.environ["OX_DEMO_MODE"]
+        if os.environ.get("OX_DEMO_ALWAYS_TIME") == "1":
+            OX_PROF_BP.always_time_requests = True
 
     start_background_thread()
     return app

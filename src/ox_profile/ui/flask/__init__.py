@@ -118,6 +118,9 @@ class OxProfBlueprint(Blueprint):
         self._state = _RequestState()
         self._always_time = False
         self._observe = False  # read on every request: time and label it?
+        #: Keyword arguments for the SimpleLauncher, used when it is created
+        #: (e.g. ``{"mode": "cpu"}`` to sample only threads that ran).
+        self.launcher_options: dict = {}
         self.before_app_request(self._request_started)
 
     def register(self, app: Flask, options: Any) -> None:
@@ -149,9 +152,14 @@ class OxProfBlueprint(Blueprint):
         """The (paused until unpaused) SimpleLauncher, created on first use."""
         if self._launcher is None:
             with self._state_lock:
-                if self._launcher is None:
-                    from ox_profile.core.launchers import SimpleLauncher
-                    self._launcher = SimpleLauncher()
+                self._launcher_unlocked()
+        return self._launcher
+
+    def _launcher_unlocked(self) -> Any:
+        """The launcher, created if need be (caller holds ``_state_lock``)."""
+        if self._launcher is None:
+            from ox_profile.core.launchers import SimpleLauncher
+            self._launcher = SimpleLauncher(**self.launcher_options)
         return self._launcher
 
     @property
@@ -167,10 +175,7 @@ class OxProfBlueprint(Blueprint):
         """Start the sampler on first use, then unpause it; returns what was done."""
         done = []
         with self._state_lock:
-            launcher = self._launcher
-            if launcher is None:
-                from ox_profile.core.launchers import SimpleLauncher
-                launcher = self._launcher = SimpleLauncher()
+            launcher = self._launcher_unlocked()
             if not launcher.is_alive():
                 launcher.start()
                 done.append("Started thread for first time")
