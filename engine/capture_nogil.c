@@ -64,9 +64,15 @@ typedef struct {
     uint64_t *recorded; /* native ids recorded this tick */
     raw_frame_t *raw;
     chunk_copy_t chunks[MAX_CHUNKS];
-    code_slot_t *slots; /* 2 * MAX_WALK, dedupes code objects of one walk */
-    char *headers;      /* MAX_WALK * CODE_HEADER */
-    struct iovec *local, *remote;
+    size_t raw_cap;     /* frames the arrays below are sized for */
+    code_slot_t *slots; /* 2 * raw_cap: dedupes the code objects of a tick */
+    char *headers;      /* raw_cap * CODE_HEADER */
+    uint8_t *header_ok; /* raw_cap */
+    struct iovec *local, *remote; /* raw_cap each */
+    /* Per thread of the tick: where its frames start, how many, and how
+     * its walk ended. */
+    int *walk_first, *walk_n, *walk_truncated;
+    uint64_t *walk_cpu;
 } nogil_state_t;
 
 static void state_free(nogil_state_t *st)
@@ -83,9 +89,59 @@ static void state_free(nogil_state_t *st)
     }
     free(st->slots);
     free(st->headers);
+    free(st->header_ok);
     free(st->local);
     free(st->remote);
+    free(st->walk_first);
+    free(st->walk_n);
+    free(st->walk_truncated);
+    free(st->walk_cpu);
     free(st);
+}
+
+/* Makes room for `need` raw frames in a tick (and the per-code arrays).
+ * 0 / -1. */
+static int reserve_frames(nogil_state_t *st, size_t need)
+{
+    if (need <= st->raw_cap) {
+        return 0;
+    }
+    size_t cap = st->raw_cap ? st->raw_cap : MAX_WALK;
+    while (cap < need) {
+        cap *= 2;
+    }
+    raw_frame_t *raw = realloc(st->raw, cap * sizeof(raw_frame_t));
+    if (raw == NULL) {
+        return -1;
+    }
+    st->raw = raw;
+    code_slot_t *slots = realloc(st->slots, 2 * cap * sizeof(code_slot_t));
+    if (slots == NULL) {
+        return -1;
+    }
+    st->slots = slots;
+    char *headers = realloc(st->headers, cap * CODE_HEADER);
+    if (headers == NULL) {
+        return -1;
+    }
+    st->headers = headers;
+    uint8_t *ok = realloc(st->header_ok, cap);
+    if (ok == NULL) {
+        return -1;
+    }
+    st->header_ok = ok;
+    struct iovec *local = realloc(st->local, cap * sizeof(struct iovec));
+    if (local == NULL) {
+        return -1;
+    }
+    st->local = local;
+    struct iovec *remote = realloc(st->remote, cap * sizeof(struct iovec));
+    if (remote == NULL) {
+        return -1;
+    }
+    st->remote = remote;
+    st->raw_cap = cap;
+    return 0;
 }
 
 static nogil_state_t *state_get(oxp_sampler_t *s)
@@ -100,13 +156,12 @@ static nogil_state_t *state_get(oxp_sampler_t *s)
     st->tstates = malloc(MAX_THREADS * sizeof(PyThreadState));
     st->tstate_addrs = malloc(MAX_THREADS * sizeof(uintptr_t));
     st->recorded = malloc(MAX_THREADS * sizeof(uint64_t));
-    st->raw = malloc(MAX_WALK * sizeof(raw_frame_t));
-    st->slots = malloc(2 * MAX_WALK * sizeof(code_slot_t));
-    st->headers = malloc((size_t)MAX_WALK * CODE_HEADER);
-    st->local = malloc(MAX_WALK * sizeof(struct iovec));
-    st->remote = malloc(MAX_WALK * sizeof(struct iovec));
-    if (!st->tstates || !st->tstate_addrs || !st->recorded || !st->raw || !st->slots || !st->headers || !st->local ||
-        !st->remote) {
+    st->walk_first = malloc(MAX_THREADS * sizeof(int));
+    st->walk_n = malloc(MAX_THREADS * sizeof(int));
+    st->walk_truncated = malloc(MAX_THREADS * sizeof(int));
+    st->walk_cpu = malloc(MAX_THREADS * sizeof(uint64_t));
+    if (!st->tstates || !st->tstate_addrs || !st->recorded || !st->walk_first || !st->walk_n ||
+        !st->walk_truncated || !st->walk_cpu || reserve_frames(st, MAX_WALK) < 0) {
         state_free(st);
         return NULL;
     }
@@ -393,7 +448,7 @@ static int get_frame(nogil_state_t *st, int *nchunks, uintptr_t addr, _PyInterpr
 /* Reads the frame chain of one thread into st->raw, leaf first.  Returns the
  * number of frames, or -1 (unreadable) / -2 (invalid). *truncated is set when
  * the chain was longer than MAX_WALK. */
-static int walk_frames(nogil_state_t *st, const PyThreadState *ts, int *truncated)
+static int walk_frames(nogil_state_t *st, const PyThreadState *ts, size_t first, int *truncated)
 {
     _PyCFrame cf;
     int nchunks = 0;
@@ -450,7 +505,7 @@ static int walk_frames(nogil_state_t *st, const PyThreadState *ts, int *truncate
         if ((uintptr_t)f.previous == addr || f.f_code == NULL) {
             return -2;
         }
-        raw_frame_t *r = &st->raw[n++];
+        raw_frame_t *r = &st->raw[first + (size_t)n++];
         r->code = (uintptr_t)f.f_code;
         r->prev_instr = (uintptr_t)f.prev_instr;
         r->func = (uintptr_t)f.f_func;
@@ -463,16 +518,16 @@ static int walk_frames(nogil_state_t *st, const PyThreadState *ts, int *truncate
 
 /* Reads and validates the header of every distinct code object of the walk.
  * Fills st->slots; returns the slot mask. */
-static uint32_t read_code_headers(nogil_state_t *st, int n)
+static uint32_t read_code_headers(nogil_state_t *st, size_t n)
 {
     uint32_t nslots = 16;
-    while (nslots < (uint32_t)(2 * n)) {
+    while (nslots < 2 * n) {
         nslots *= 2;
     }
     uint32_t mask = nslots - 1;
     memset(st->slots, 0, nslots * sizeof(code_slot_t));
     uint32_t nh = 0;
-    for (int i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         uintptr_t code = st->raw[i].code;
         uint32_t h = (uint32_t)((code >> 4) * 0x9e3779b1u) & mask;
         while (st->slots[h].code != 0 && st->slots[h].code != code) {
@@ -489,7 +544,7 @@ static uint32_t read_code_headers(nogil_state_t *st, int n)
         }
     }
     /* Batched reads; a failed segment stops a batch, so resume after it. */
-    uint8_t ok[MAX_WALK];
+    uint8_t *ok = st->header_ok;
     memset(ok, 0, nh);
     uint32_t pos = 0;
     while (pos < nh) {
@@ -523,7 +578,7 @@ static const code_slot_t *find_slot(const nogil_state_t *st, uint32_t mask, uint
 
 /* Resolves the raw frames of one thread and records them (db lock held).
  * Returns 0, or the drop reason + 1. */
-static int record_thread_unlocked(oxp_sampler_t *s, nogil_state_t *st, int n, uint32_t mask,
+static int record_thread_unlocked(oxp_sampler_t *s, nogil_state_t *st, size_t first, int n, uint32_t mask,
                                   const PyThreadState *ts, int held_gil, uint64_t cpu_ns, int *recorded)
 {
     *recorded = 0;
@@ -535,7 +590,7 @@ static int record_thread_unlocked(oxp_sampler_t *s, nogil_state_t *st, int n, ui
     uint32_t depth = 0;
     int over = 0;
     for (int i = 0; i < n; i++) {
-        const raw_frame_t *r = &st->raw[i];
+        const raw_frame_t *r = &st->raw[first + (size_t)i];
         const code_slot_t *slot = find_slot(st, mask, r->code);
         if (!slot->ok) {
             return OXP_DROP_INVALID + 1;
@@ -640,11 +695,53 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
     if (_Py_atomic_load_relaxed(&_PyRuntime.ceval.gil.locked)) {
         holder = (uintptr_t)_Py_atomic_load_relaxed(&_PyRuntime.gilstate.tstate_current);
     }
-    int nrecorded = 0;
+    /* Pass 1, no lock: walk every thread into one array of raw frames. */
+    size_t total = 0;
     for (int t = 0; t < nthreads; t++) {
         const PyThreadState *ts = &st->tstates[t];
+        st->walk_n[t] = 0;
+        st->walk_first[t] = (int)total;
+        st->walk_truncated[t] = 0;
+        st->walk_cpu[t] = 0;
         if (ts->thread_id == 0 || ts->cframe == NULL) {
             continue; /* starting or ending */
+        }
+        if (s->mode == OXP_MODE_CPU) {
+            st->walk_cpu[t] = oxp_sampler_cpu_delta(s, ts->native_thread_id, tick);
+            if (st->walk_cpu[t] == 0) {
+                st->walk_n[t] = -3; /* idle */
+                continue;
+            }
+        }
+        if (reserve_frames(st, total + MAX_WALK) < 0) {
+            st->walk_n[t] = -4;
+            continue;
+        }
+        st->walk_n[t] = walk_frames(st, ts, total, &st->walk_truncated[t]);
+        if (st->walk_n[t] > 0) {
+            total += (size_t)st->walk_n[t];
+        }
+    }
+    /* Pass 2: one batched read of every distinct code object's header. */
+    uint32_t mask = total > 0 ? read_code_headers(st, total) : 0;
+
+    /* Pass 3, under the database lock: resolve and record. */
+    int nrecorded = 0, nretry = 0;
+    int *retry = st->walk_truncated; /* reused below for threads to retry */
+    pthread_mutex_lock(&db->lock);
+    for (int t = 0; t < nthreads; t++) {
+        const PyThreadState *ts = &st->tstates[t];
+        int n = st->walk_n[t];
+        if (n == 0) {
+            continue;
+        }
+        if (n == -3) {
+            s->stats.idle_skipped++;
+            continue;
+        }
+        if (n == -4) {
+            s->stats.dropped[OXP_DROP_NO_MEMORY]++;
+            continue;
         }
         /* A new thread's tstate carries its creator's ids until the thread
          * runs, and sits before it in the list: it has no frames, records
@@ -656,55 +753,47 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
         if (dup) {
             continue;
         }
-        uint64_t cpu_ns = 0;
-        if (s->mode == OXP_MODE_CPU) {
-            cpu_ns = oxp_sampler_cpu_delta(s, ts->native_thread_id, tick);
-            if (cpu_ns == 0) {
-                pthread_mutex_lock(&db->lock);
-                s->stats.idle_skipped++;
-                pthread_mutex_unlock(&db->lock);
-                continue;
+        int drop = n == -1 ? OXP_DROP_READ + 1 : (n == -2 ? OXP_DROP_INVALID + 1 : 0);
+        if (n > 0) {
+            int recorded = 0;
+            s->stats.truncated += st->walk_truncated[t] ? 1 : 0;
+            drop = record_thread_unlocked(s, st, (size_t)st->walk_first[t], n, mask, ts,
+                                          holder == st->tstate_addrs[t], st->walk_cpu[t], &recorded);
+            if (recorded) {
+                st->recorded[nrecorded++] = (uint64_t)ts->native_thread_id;
             }
         }
-        /* A walk can fail because the thread moved while we read it: try
-         * once more from a fresh copy of its state before dropping it. */
-        for (int attempt = 0; attempt < 2; attempt++) {
-            if (attempt > 0) {
-                PyThreadState *fresh = &st->tstates[t];
-                if (oxp_saferead(fresh, st->tstate_addrs[t], sizeof(*fresh)) < 0 ||
-                    (uintptr_t)fresh->interp != (uintptr_t)s->interp || fresh->cframe == NULL) {
-                    break; /* the thread is gone: nothing to drop */
-                }
-                ts = fresh;
-            }
-            int truncated = 0;
-            int n = walk_frames(st, ts, &truncated);
-            int drop = 0;
-            if (n == -1) {
-                drop = OXP_DROP_READ + 1;
-            } else if (n == -2) {
-                drop = OXP_DROP_INVALID + 1;
-            }
-            uint32_t mask = (n > 0) ? read_code_headers(st, n) : 0;
-            pthread_mutex_lock(&db->lock);
-            if (n > 0) {
-                int recorded = 0;
-                drop = record_thread_unlocked(s, st, n, mask, ts, holder == st->tstate_addrs[t], cpu_ns, &recorded);
-                if (recorded) {
-                    st->recorded[nrecorded++] = (uint64_t)ts->native_thread_id;
-                }
-                s->stats.truncated += truncated ? 1 : 0;
-            }
-            if (drop && attempt == 1) {
-                s->stats.dropped[drop - 1]++;
-            } else if (drop) {
-                s->stats.retried++;
-            }
-            pthread_mutex_unlock(&db->lock);
-            if (!drop) {
-                break;
-            }
+        if (drop) {
+            /* The thread moved while we read it: retry it alone below. */
+            s->stats.retried++;
+            retry[nretry++] = t;
         }
+    }
+    pthread_mutex_unlock(&db->lock);
+
+    /* Retries: one more walk from a fresh copy of the thread state. */
+    for (int i = 0; i < nretry; i++) {
+        int t = retry[i];
+        PyThreadState *ts = &st->tstates[t];
+        if (oxp_saferead(ts, st->tstate_addrs[t], sizeof(*ts)) < 0 ||
+            (uintptr_t)ts->interp != (uintptr_t)s->interp || ts->cframe == NULL) {
+            continue; /* the thread is gone: nothing to drop */
+        }
+        int truncated = 0;
+        int n = walk_frames(st, ts, 0, &truncated);
+        int drop = n == -1 ? OXP_DROP_READ + 1 : (n == -2 ? OXP_DROP_INVALID + 1 : 0);
+        uint32_t m = n > 0 ? read_code_headers(st, (size_t)n) : 0;
+        pthread_mutex_lock(&db->lock);
+        if (n > 0) {
+            int recorded = 0;
+            drop = record_thread_unlocked(s, st, 0, n, m, ts, holder == st->tstate_addrs[t], st->walk_cpu[t],
+                                          &recorded);
+            s->stats.truncated += truncated ? 1 : 0;
+        }
+        if (drop) {
+            s->stats.dropped[drop - 1]++;
+        }
+        pthread_mutex_unlock(&db->lock);
     }
 }
 

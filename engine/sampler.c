@@ -117,6 +117,9 @@ void oxp_atfork_child(void)
         memset(&s->wake, 0, sizeof(s->wake));
         pthread_cond_init(&s->wake, &attr);
         pthread_condattr_destroy(&attr);
+        memset(&s->tick_done, 0, sizeof(s->tick_done));
+        pthread_cond_init(&s->tick_done, NULL);
+        s->in_tick = 0;
         if (s->thread_started) {
             /* The thread does not exist here; never join it. */
             s->thread_started = 0;
@@ -145,6 +148,10 @@ int oxp_sampler_init(oxp_sampler_t *s, oxp_db_t *db, oxp_mode_t mode, oxp_backen
     }
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     int rc = pthread_cond_init(&s->wake, &attr);
+    if (rc == 0 && pthread_cond_init(&s->tick_done, NULL) != 0) {
+        pthread_cond_destroy(&s->wake);
+        rc = -1;
+    }
     pthread_condattr_destroy(&attr);
     if (rc != 0) {
         pthread_mutex_destroy(&s->state_lock);
@@ -152,6 +159,7 @@ int oxp_sampler_init(oxp_sampler_t *s, oxp_db_t *db, oxp_mode_t mode, oxp_backen
         return -1;
     }
     if (oxp_codecache_init(&s->cache) < 0) {
+        pthread_cond_destroy(&s->tick_done);
         pthread_cond_destroy(&s->wake);
         pthread_mutex_destroy(&s->state_lock);
         PyErr_NoMemory();
@@ -176,6 +184,7 @@ void oxp_sampler_fini(oxp_sampler_t *s)
     oxp_codecache_free(&s->cache);
     PyMem_RawFree(s->scratch.frames);
     PyMem_RawFree(s->cpu);
+    pthread_cond_destroy(&s->tick_done);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->state_lock);
 }
@@ -190,13 +199,24 @@ int oxp_sampler_is_alive(oxp_sampler_t *s)
 
 void oxp_sampler_set_paused(oxp_sampler_t *s, int paused)
 {
+    /* Pausing waits for a capture in progress, so that nothing is recorded
+     * once pause() has returned.  The GIL is released meanwhile: the gil
+     * backend's capture needs it to finish. */
+    int gil = paused && PyGILState_Check();
+    PyThreadState *saved = gil ? PyEval_SaveThread() : NULL;
     pthread_mutex_lock(&s->state_lock);
     if (s->paused != paused) {
         s->paused = paused;
         s->reschedule = 1;
         pthread_cond_signal(&s->wake);
     }
+    while (paused && s->in_tick && s->thread_started) {
+        pthread_cond_wait(&s->tick_done, &s->state_lock);
+    }
     pthread_mutex_unlock(&s->state_lock);
+    if (saved != NULL) {
+        PyEval_RestoreThread(saved);
+    }
 }
 
 void oxp_sampler_set_interval(oxp_sampler_t *s, int64_t interval_ns)
@@ -292,6 +312,7 @@ static void *sampler_main(void *arg)
                 next += interval; /* skip ticks we cannot catch up on */
             }
         }
+        s->in_tick = 1;
         pthread_mutex_unlock(&s->state_lock);
 
         if (missed) {
@@ -303,6 +324,8 @@ static void *sampler_main(void *arg)
         sampler_tick(s, now, ++tick_no);
 
         pthread_mutex_lock(&s->state_lock);
+        s->in_tick = 0;
+        pthread_cond_broadcast(&s->tick_done);
     }
     pthread_mutex_unlock(&s->state_lock);
     oxp_capture_gil_thread_exit(s);

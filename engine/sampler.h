@@ -70,9 +70,12 @@ typedef struct {
 enum { OXP_STOPPED = 0, OXP_RUNNING = 1, OXP_EXITING = 2 };
 
 typedef struct oxp_sampler {
-    /* Guards state, paused, interval_ns, reschedule, thread_started, pid. */
+    /* Guards state, paused, interval_ns, reschedule, thread_started, pid,
+     * in_tick. */
     pthread_mutex_t state_lock;
     pthread_cond_t wake; /* signalled on any change of the fields above */
+    pthread_cond_t tick_done; /* signalled when in_tick drops to 0 */
+    int in_tick; /* the thread is capturing: pause() waits for it to end */
     int state;
     int paused;
     int reschedule; /* the interval changed: restart the schedule */

@@ -416,16 +416,17 @@ def test_snapshot_while_running_and_profile_object(backend: str) -> None:
 
 def test_labels_tag_samples_of_their_thread_only(backend: str) -> None:
     results = {}
+    prof = ox_profile.Profiler(interval=0.001, backend=backend)
 
     def labelled_worker() -> None:
         with ox_profile.label("nightly-import"):
             assert ox_profile.get_label() == "nightly-import"
             with ox_profile.label("inner"):
-                spin(0.15)
-            spin(0.15)
+                spin_until_sampled(prof, 40, at_least=0.15)
+            spin_until_sampled(prof, 40, at_least=0.15)
         results["after"] = ox_profile.get_label()
 
-    with ox_profile.Profiler(interval=0.001, backend=backend) as prof:
+    with prof:
         t = threading.Thread(target=labelled_worker)
         t.start()
         spin(0.3)
@@ -436,7 +437,7 @@ def test_labels_tag_samples_of_their_thread_only(backend: str) -> None:
     nightly = profile.filter(labels=["nightly-import"])
     inner = profile.filter(labels=["inner"])
     unlabelled = profile.filter(labels=[None])
-    least = 50 if backend == "nogil" else 3  # the GIL backend waits for the GIL
+    least = 50 if backend == "nogil" else 5  # the GIL backend waits for the GIL
     assert nightly.total_samples > least and inner.total_samples > least
     assert {t.ident for t in nightly.threads if t.hits} == {t.ident}
     assert nightly.total_samples + inner.total_samples + unlabelled.total_samples == profile.total_samples

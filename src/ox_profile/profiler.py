@@ -137,10 +137,11 @@ class Profiler:
     def snapshot(self) -> Profile:
         """A :class:`~ox_profile.Profile` of everything collected so far."""
         name_threads(self._database)
-        stats = self.stats()
+        snapshot = self._database.snapshot()
+        stats = self.stats()  # after the copy: the statistics cover every sample in it
         if not stats.get("started_at"):
             stats["started_at"] = time.time()
-        return Profile(self._database.snapshot(), stats)
+        return Profile(snapshot, stats)
 
     # -- sugar ---------------------------------------------------------------
 
