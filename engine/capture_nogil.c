@@ -73,7 +73,18 @@ typedef struct {
      * its walk ended. */
     int *walk_first, *walk_n, *walk_truncated;
     uint64_t *walk_cpu;
+    /* Per thread: its cframe and current datastack chunk, read for all
+     * threads in one batched call. */
+    struct prefetch *pre;
+    int prev_nthreads; /* length of last tick's thread list (tstate_addrs) */
 } nogil_state_t;
+
+typedef struct prefetch {
+    _PyCFrame cf;
+    int cf_ok;
+    int chunk_ok;
+    chunk_copy_t chunk; /* Owned buffer, swapped into chunks[0] for the walk */
+} prefetch_t;
 
 static void state_free(nogil_state_t *st)
 {
@@ -96,6 +107,12 @@ static void state_free(nogil_state_t *st)
     free(st->walk_n);
     free(st->walk_truncated);
     free(st->walk_cpu);
+    if (st->pre != NULL) {
+        for (int i = 0; i < MAX_THREADS; i++) {
+            free(st->pre[i].chunk.copy);
+        }
+    }
+    free(st->pre);
     free(st);
 }
 
@@ -160,7 +177,8 @@ static nogil_state_t *state_get(oxp_sampler_t *s)
     st->walk_n = malloc(MAX_THREADS * sizeof(int));
     st->walk_truncated = malloc(MAX_THREADS * sizeof(int));
     st->walk_cpu = malloc(MAX_THREADS * sizeof(uint64_t));
-    if (!st->tstates || !st->tstate_addrs || !st->recorded || !st->walk_first || !st->walk_n ||
+    st->pre = calloc(MAX_THREADS, sizeof(prefetch_t));
+    if (!st->pre || !st->tstates || !st->tstate_addrs || !st->recorded || !st->walk_first || !st->walk_n ||
         !st->walk_truncated || !st->walk_cpu || reserve_frames(st, MAX_WALK) < 0) {
         state_free(st);
         return NULL;
@@ -448,44 +466,51 @@ static int get_frame(nogil_state_t *st, int *nchunks, uintptr_t addr, _PyInterpr
 /* Reads the frame chain of one thread into st->raw, leaf first.  Returns the
  * number of frames, or -1 (unreadable) / -2 (invalid). *truncated is set when
  * the chain was longer than MAX_WALK. */
-static int walk_frames(nogil_state_t *st, const PyThreadState *ts, size_t first, int *truncated)
+static int walk_frames(nogil_state_t *st, const PyThreadState *ts, size_t first, int *truncated,
+                       const prefetch_t *pre)
 {
     _PyCFrame cf;
     int nchunks = 0;
     uintptr_t chunk = (uintptr_t)ts->datastack_chunk;
     uintptr_t top = (uintptr_t)ts->datastack_top;
     size_t used = top > chunk ? (size_t)(top - chunk) : 0;
-    struct iovec local[2], remote[2];
-    local[0].iov_base = &cf;
-    local[0].iov_len = sizeof(cf);
-    remote[0].iov_base = (void *)ts->cframe;
-    remote[0].iov_len = sizeof(cf);
-    size_t nvec = 1;
-    if (chunk != 0 && used > 0 && used <= MAX_CHUNK_BYTES) {
-        chunk_copy_t *ch = &st->chunks[0];
-        if (ch->cap < used) {
-            char *copy = realloc(ch->copy, used);
-            if (copy != NULL) {
-                ch->copy = copy;
-                ch->cap = used;
+    if (pre != NULL && pre->cf_ok) {
+        /* Read in the batch for all threads; chunks[0] holds its chunk. */
+        cf = pre->cf;
+        nchunks = pre->chunk_ok ? 1 : 0;
+    } else {
+        struct iovec local[2], remote[2];
+        local[0].iov_base = &cf;
+        local[0].iov_len = sizeof(cf);
+        remote[0].iov_base = (void *)ts->cframe;
+        remote[0].iov_len = sizeof(cf);
+        size_t nvec = 1;
+        if (chunk != 0 && used > 0 && used <= MAX_CHUNK_BYTES) {
+            chunk_copy_t *ch = &st->chunks[0];
+            if (ch->cap < used) {
+                char *copy = realloc(ch->copy, used);
+                if (copy != NULL) {
+                    ch->copy = copy;
+                    ch->cap = used;
+                }
+            }
+            if (ch->cap >= used) {
+                local[1].iov_base = ch->copy;
+                local[1].iov_len = used;
+                remote[1].iov_base = (void *)chunk;
+                remote[1].iov_len = used;
+                nvec = 2;
             }
         }
-        if (ch->cap >= used) {
-            local[1].iov_base = ch->copy;
-            local[1].iov_len = used;
-            remote[1].iov_base = (void *)chunk;
-            remote[1].iov_len = used;
-            nvec = 2;
+        size_t got = oxp_safereadv(local, remote, nvec);
+        if (got == 0) {
+            return -1;
         }
-    }
-    size_t got = oxp_safereadv(local, remote, nvec);
-    if (got == 0) {
-        return -1;
-    }
-    if (got == 2) {
-        st->chunks[0].addr = chunk;
-        st->chunks[0].len = used;
-        nchunks = 1;
+        if (got == 2) {
+            st->chunks[0].addr = chunk;
+            st->chunks[0].len = used;
+            nchunks = 1;
+        }
     }
     uintptr_t addr = (uintptr_t)cf.current_frame;
     int n = 0;
@@ -642,6 +667,125 @@ static int record_thread_unlocked(oxp_sampler_t *s, nogil_state_t *st, size_t fi
     return 0;
 }
 
+/* Reads every thread's cframe and datastack chunk in one batched call. */
+static void prefetch_threads(nogil_state_t *st, int nthreads)
+{
+    size_t nvec = 0;
+    /* local/remote have room for raw_cap >= MAX_WALK >= 2 * MAX_THREADS... only
+     * when raw_cap is large enough; otherwise leave the threads to walk_frames. */
+    if ((size_t)nthreads * 2 > st->raw_cap) {
+        for (int t = 0; t < nthreads; t++) {
+            st->pre[t].cf_ok = st->pre[t].chunk_ok = 0;
+        }
+        return;
+    }
+    for (int t = 0; t < nthreads; t++) {
+        prefetch_t *p = &st->pre[t];
+        const PyThreadState *ts = &st->tstates[t];
+        p->cf_ok = p->chunk_ok = 0;
+        if (ts->thread_id == 0 || ts->cframe == NULL) {
+            continue;
+        }
+        st->local[nvec].iov_base = &p->cf;
+        st->local[nvec].iov_len = sizeof(p->cf);
+        st->remote[nvec].iov_base = (void *)ts->cframe;
+        st->remote[nvec].iov_len = sizeof(p->cf);
+        nvec++;
+        uintptr_t chunk = (uintptr_t)ts->datastack_chunk, top = (uintptr_t)ts->datastack_top;
+        size_t used = top > chunk ? (size_t)(top - chunk) : 0;
+        p->chunk.addr = chunk;
+        p->chunk.len = 0;
+        if (chunk != 0 && used > 0 && used <= MAX_CHUNK_BYTES) {
+            if (p->chunk.cap < used) {
+                char *copy = realloc(p->chunk.copy, used);
+                if (copy != NULL) {
+                    p->chunk.copy = copy;
+                    p->chunk.cap = used;
+                }
+            }
+            if (p->chunk.cap >= used) {
+                p->chunk.len = used;
+                st->local[nvec].iov_base = p->chunk.copy;
+                st->local[nvec].iov_len = used;
+                st->remote[nvec].iov_base = (void *)chunk;
+                st->remote[nvec].iov_len = used;
+                nvec++;
+            }
+        }
+    }
+    /* Read in batches, resuming after a segment that fails. */
+    uint8_t *ok = st->header_ok; /* free until the header pass */
+    memset(ok, 0, nvec);
+    size_t pos = 0;
+    while (pos < nvec) {
+        size_t got = oxp_safereadv(st->local + pos, st->remote + pos, nvec - pos);
+        for (size_t k = 0; k < got; k++) {
+            ok[pos + k] = 1;
+        }
+        pos += got + 1;
+    }
+    /* Hand the results to the threads, in the same order as above. */
+    size_t v = 0;
+    for (int t = 0; t < nthreads; t++) {
+        prefetch_t *p = &st->pre[t];
+        const PyThreadState *ts = &st->tstates[t];
+        if (ts->thread_id == 0 || ts->cframe == NULL) {
+            continue;
+        }
+        p->cf_ok = ok[v++];
+        if (p->chunk.len > 0) {
+            p->chunk_ok = p->cf_ok && ok[v];
+            v++;
+        }
+    }
+}
+
+/* Walks thread t with its prefetched cframe and chunk (see walk_frames). */
+static int walk_thread(nogil_state_t *st, int t, size_t first, int *truncated)
+{
+    prefetch_t *p = &st->pre[t];
+    if (!p->cf_ok) {
+        return walk_frames(st, &st->tstates[t], first, truncated, NULL);
+    }
+    chunk_copy_t saved = st->chunks[0];
+    if (p->chunk_ok) {
+        st->chunks[0] = p->chunk;
+    }
+    int n = walk_frames(st, &st->tstates[t], first, truncated, p);
+    if (p->chunk_ok) {
+        p->chunk = st->chunks[0]; /* walk_frames may not realloc chunks[0], but keep ownership exact */
+        st->chunks[0] = saved;
+    }
+    return n;
+}
+
+/* Copies the thread states with last tick's addresses in one batched read,
+ * if the list has not changed since.  Returns how many, or -1. */
+static int copy_thread_list_batched(oxp_sampler_t *s, nogil_state_t *st, uintptr_t head)
+{
+    int n = st->prev_nthreads;
+    if (n <= 0 || n > MAX_THREADS || (size_t)n > st->raw_cap || st->tstate_addrs[0] != head) {
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        st->local[i].iov_base = &st->tstates[i];
+        st->local[i].iov_len = sizeof(PyThreadState);
+        st->remote[i].iov_base = (void *)st->tstate_addrs[i];
+        st->remote[i].iov_len = sizeof(PyThreadState);
+    }
+    if (oxp_safereadv(st->local, st->remote, (size_t)n) != (size_t)n) {
+        return -1;
+    }
+    /* The links must still say what they said: same order, same end. */
+    for (int i = 0; i < n; i++) {
+        uintptr_t next = i + 1 < n ? st->tstate_addrs[i + 1] : 0;
+        if ((uintptr_t)st->tstates[i].interp != (uintptr_t)s->interp || (uintptr_t)st->tstates[i].next != next) {
+            return -1;
+        }
+    }
+    return n;
+}
+
 /* Copies the thread states of the interpreter (lock-free; tolerant of a
  * list that changes under us).  Returns how many, or -1. */
 static int copy_thread_list(oxp_sampler_t *s, nogil_state_t *st)
@@ -651,7 +795,11 @@ static int copy_thread_list(oxp_sampler_t *s, nogil_state_t *st)
     if (oxp_saferead(&addr, head_addr, sizeof(addr)) < 0) {
         return -1;
     }
-    int n = 0;
+    int n = copy_thread_list_batched(s, st, addr);
+    if (n > 0) {
+        return n;
+    }
+    n = 0;
     while (addr != 0) {
         if (n >= MAX_THREADS) {
             return -1;
@@ -685,6 +833,7 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
         return;
     }
     int nthreads = copy_thread_list(s, st);
+    st->prev_nthreads = nthreads;
     if (nthreads < 0) {
         pthread_mutex_lock(&db->lock);
         s->stats.dropped[OXP_DROP_THREADS]++;
@@ -696,6 +845,7 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
         holder = (uintptr_t)_Py_atomic_load_relaxed(&_PyRuntime.gilstate.tstate_current);
     }
     /* Pass 1, no lock: walk every thread into one array of raw frames. */
+    prefetch_threads(st, nthreads);
     size_t total = 0;
     for (int t = 0; t < nthreads; t++) {
         const PyThreadState *ts = &st->tstates[t];
@@ -717,7 +867,7 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
             st->walk_n[t] = -4;
             continue;
         }
-        st->walk_n[t] = walk_frames(st, ts, total, &st->walk_truncated[t]);
+        st->walk_n[t] = walk_thread(st, t, total, &st->walk_truncated[t]);
         if (st->walk_n[t] > 0) {
             total += (size_t)st->walk_n[t];
         }
@@ -780,7 +930,7 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
             continue; /* the thread is gone: nothing to drop */
         }
         int truncated = 0;
-        int n = walk_frames(st, ts, 0, &truncated);
+        int n = walk_frames(st, ts, 0, &truncated, NULL);
         int drop = n == -1 ? OXP_DROP_READ + 1 : (n == -2 ? OXP_DROP_INVALID + 1 : 0);
         uint32_t m = n > 0 ? read_code_headers(st, (size_t)n) : 0;
         pthread_mutex_lock(&db->lock);
