@@ -306,75 +306,47 @@ static PyObject *str_of(const oxp_db_t *db, oxp_id_t id)
     return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
 }
 
-static PyObject *Snapshot_get_functions(SnapshotObject *self, void *closure)
+/* Builds one item of a table (a new reference, or NULL with an exception). */
+typedef PyObject *(*item_fn)(SnapshotObject *self, size_t i);
+
+/* The list cached in *slot, built on first use from n items. */
+static PyObject *lazy_list(SnapshotObject *self, PyObject **slot, size_t n, item_fn item)
 {
-    (void)closure;
-    if (self->functions == NULL) {
-        const oxp_func_t *funcs = oxp_db_funcs(&self->db);
-        PyObject *list = PyList_New((Py_ssize_t)self->db.funcs.len);
+    if (*slot == NULL) {
+        PyObject *list = PyList_New((Py_ssize_t)n);
         if (list == NULL) {
             return NULL;
         }
-        for (size_t i = 0; i < self->db.funcs.len; i++) {
-            const oxp_func_t *f = &funcs[i];
-            PyObject *t = Py_BuildValue("(NNNNi)", str_of(&self->db, f->name), str_of(&self->db, f->qualname),
-                                        str_of(&self->db, f->module), str_of(&self->db, f->filename),
-                                        (int)f->firstlineno);
-            if (t == NULL) {
+        for (size_t i = 0; i < n; i++) {
+            PyObject *v = item(self, i);
+            if (v == NULL) {
                 Py_DECREF(list);
                 return NULL;
             }
-            PyList_SET_ITEM(list, (Py_ssize_t)i, t);
+            PyList_SET_ITEM(list, (Py_ssize_t)i, v);
         }
-        self->functions = list;
+        *slot = list;
     }
-    return Py_NewRef(self->functions);
+    return Py_NewRef(*slot);
 }
 
-static PyObject *Snapshot_get_threads(SnapshotObject *self, void *closure)
+static PyObject *function_item(SnapshotObject *self, size_t i)
 {
-    (void)closure;
-    if (self->threads == NULL) {
-        const oxp_thread_t *threads = oxp_db_threads(&self->db);
-        PyObject *list = PyList_New((Py_ssize_t)self->db.threads.len);
-        if (list == NULL) {
-            return NULL;
-        }
-        for (size_t i = 0; i < self->db.threads.len; i++) {
-            const oxp_thread_t *t = &threads[i];
-            PyObject *name = t->name == OXP_NO_ID ? Py_NewRef(Py_None) : str_of(&self->db, t->name);
-            PyObject *tup = Py_BuildValue("(KKN)", (unsigned long long)t->ident, (unsigned long long)t->native_id,
-                                          name);
-            if (tup == NULL) {
-                Py_DECREF(list);
-                return NULL;
-            }
-            PyList_SET_ITEM(list, (Py_ssize_t)i, tup);
-        }
-        self->threads = list;
-    }
-    return Py_NewRef(self->threads);
+    const oxp_func_t *f = &oxp_db_funcs(&self->db)[i];
+    return Py_BuildValue("(NNNNi)", str_of(&self->db, f->name), str_of(&self->db, f->qualname),
+                         str_of(&self->db, f->module), str_of(&self->db, f->filename), (int)f->firstlineno);
 }
 
-static PyObject *Snapshot_get_labels(SnapshotObject *self, void *closure)
+static PyObject *thread_item(SnapshotObject *self, size_t i)
 {
-    (void)closure;
-    if (self->labels == NULL) {
-        PyObject *list = PyList_New(self->nlabels);
-        if (list == NULL) {
-            return NULL;
-        }
-        for (uint32_t i = 0; i < self->nlabels; i++) {
-            PyObject *s = str_of(&self->db, self->label_strs[i]);
-            if (s == NULL) {
-                Py_DECREF(list);
-                return NULL;
-            }
-            PyList_SET_ITEM(list, i, s);
-        }
-        self->labels = list;
-    }
-    return Py_NewRef(self->labels);
+    const oxp_thread_t *t = &oxp_db_threads(&self->db)[i];
+    PyObject *name = t->name == OXP_NO_ID ? Py_NewRef(Py_None) : str_of(&self->db, t->name);
+    return Py_BuildValue("(KKN)", (unsigned long long)t->ident, (unsigned long long)t->native_id, name);
+}
+
+static PyObject *label_item(SnapshotObject *self, size_t i)
+{
+    return str_of(&self->db, self->label_strs[i]);
 }
 
 static int label_index(const SnapshotObject *self, oxp_id_t lab)
@@ -382,29 +354,35 @@ static int label_index(const SnapshotObject *self, oxp_id_t lab)
     return lab == OXP_NO_ID ? -1 : (int)self->label_of_str[lab] - 1;
 }
 
+static PyObject *row_item(SnapshotObject *self, size_t i)
+{
+    const oxp_count_t *c = &oxp_db_counts(&self->db)[i];
+    return Py_BuildValue("(IiIKKK)", c->thread, label_index(self, c->label), c->stack, (unsigned long long)c->hits,
+                         (unsigned long long)c->gil_hits, (unsigned long long)c->cpu_ns);
+}
+
+static PyObject *Snapshot_get_functions(SnapshotObject *self, void *closure)
+{
+    (void)closure;
+    return lazy_list(self, &self->functions, self->db.funcs.len, function_item);
+}
+
+static PyObject *Snapshot_get_threads(SnapshotObject *self, void *closure)
+{
+    (void)closure;
+    return lazy_list(self, &self->threads, self->db.threads.len, thread_item);
+}
+
+static PyObject *Snapshot_get_labels(SnapshotObject *self, void *closure)
+{
+    (void)closure;
+    return lazy_list(self, &self->labels, self->nlabels, label_item);
+}
+
 static PyObject *Snapshot_get_rows(SnapshotObject *self, void *closure)
 {
     (void)closure;
-    if (self->rows == NULL) {
-        const oxp_count_t *rows = oxp_db_counts(&self->db);
-        PyObject *list = PyList_New((Py_ssize_t)self->db.counts.len);
-        if (list == NULL) {
-            return NULL;
-        }
-        for (size_t i = 0; i < self->db.counts.len; i++) {
-            const oxp_count_t *c = &rows[i];
-            PyObject *t = Py_BuildValue("(IiIKKK)", c->thread, label_index(self, c->label), c->stack,
-                                        (unsigned long long)c->hits, (unsigned long long)c->gil_hits,
-                                        (unsigned long long)c->cpu_ns);
-            if (t == NULL) {
-                Py_DECREF(list);
-                return NULL;
-            }
-            PyList_SET_ITEM(list, (Py_ssize_t)i, t);
-        }
-        self->rows = list;
-    }
-    return Py_NewRef(self->rows);
+    return lazy_list(self, &self->rows, self->db.counts.len, row_item);
 }
 
 static PyObject *Snapshot_get_nstacks(SnapshotObject *self, void *closure)

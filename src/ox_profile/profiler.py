@@ -63,19 +63,17 @@ class Profiler:
 
     def start(self) -> "Profiler":
         """Start sampling (a second start while running is an error)."""
-        with self._lock:
-            if self._sampler.is_alive():
-                raise RuntimeError("this profiler is already running")
-            self._sampler.start(paused=False)
-            self._started = True
-        return self
+        return self._start(paused=False)
 
     def start_paused(self) -> "Profiler":
         """Start the sampler thread without taking samples until resume()."""
+        return self._start(paused=True)
+
+    def _start(self, paused: bool) -> "Profiler":
         with self._lock:
             if self._sampler.is_alive():
                 raise RuntimeError("this profiler is already running")
-            self._sampler.start(paused=True)
+            self._sampler.start(paused=paused)
             self._started = True
         return self
 
