@@ -759,21 +759,27 @@ static int walk_thread(nogil_state_t *st, int t, size_t first, int *truncated)
     return n;
 }
 
-/* Copies the thread states with last tick's addresses in one batched read,
- * if the list has not changed since.  Returns how many, or -1. */
-static int copy_thread_list_batched(oxp_sampler_t *s, nogil_state_t *st, uintptr_t head)
+/* Copies the list head and the thread states at last tick's addresses in
+ * one batched read, and keeps them if the list has not changed since.
+ * Returns how many, or -1. */
+static int copy_thread_list_batched(oxp_sampler_t *s, nogil_state_t *st, uintptr_t head_addr)
 {
     int n = st->prev_nthreads;
-    if (n <= 0 || n > MAX_THREADS || (size_t)n > st->raw_cap || st->tstate_addrs[0] != head) {
+    if (n <= 0 || n > MAX_THREADS || (size_t)n + 1 > st->raw_cap) {
         return -1;
     }
+    uintptr_t head = 0;
+    st->local[0].iov_base = &head;
+    st->local[0].iov_len = sizeof(head);
+    st->remote[0].iov_base = (void *)head_addr;
+    st->remote[0].iov_len = sizeof(head);
     for (int i = 0; i < n; i++) {
-        st->local[i].iov_base = &st->tstates[i];
-        st->local[i].iov_len = sizeof(PyThreadState);
-        st->remote[i].iov_base = (void *)st->tstate_addrs[i];
-        st->remote[i].iov_len = sizeof(PyThreadState);
+        st->local[i + 1].iov_base = &st->tstates[i];
+        st->local[i + 1].iov_len = sizeof(PyThreadState);
+        st->remote[i + 1].iov_base = (void *)st->tstate_addrs[i];
+        st->remote[i + 1].iov_len = sizeof(PyThreadState);
     }
-    if (oxp_safereadv(st->local, st->remote, (size_t)n) != (size_t)n) {
+    if (oxp_safereadv(st->local, st->remote, (size_t)n + 1) != (size_t)n + 1 || head != st->tstate_addrs[0]) {
         return -1;
     }
     /* The links must still say what they said: same order, same end. */
@@ -791,13 +797,13 @@ static int copy_thread_list_batched(oxp_sampler_t *s, nogil_state_t *st, uintptr
 static int copy_thread_list(oxp_sampler_t *s, nogil_state_t *st)
 {
     uintptr_t head_addr = (uintptr_t)s->interp + offsetof(PyInterpreterState, threads.head);
+    int n = copy_thread_list_batched(s, st, head_addr);
+    if (n > 0) {
+        return n;
+    }
     uintptr_t addr;
     if (oxp_saferead(&addr, head_addr, sizeof(addr)) < 0) {
         return -1;
-    }
-    int n = copy_thread_list_batched(s, st, addr);
-    if (n > 0) {
-        return n;
     }
     n = 0;
     while (addr != 0) {
