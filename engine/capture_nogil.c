@@ -32,12 +32,30 @@
 #define CODE_HEADER offsetof(PyCodeObject, co_code_adaptive)
 
 typedef struct {
+    uintptr_t frame;
     uintptr_t code;
     uintptr_t prev_instr;
     uintptr_t func;
     uintptr_t globals;
     int owner;
 } raw_frame_t;
+
+/* What a thread's stack looked like and resolved to at its last sample.  A
+ * thread whose frames (addresses, code objects, instructions) are all the
+ * same at the next tick, typically one blocked in a call, is recorded from
+ * this without re-reading its code objects: while its frames live they hold
+ * their code objects, so those cannot have been freed and reused. */
+typedef struct {
+    uint64_t native_id; /* 0 = empty */
+    uint64_t hash;      /* of the raw frames */
+    uint64_t db_generation;
+    uint64_t last_tick;
+    uint32_t depth;     /* resolved frames */
+    uint32_t cap;
+    oxp_frame_t *frames; /* Owned */
+} memo_t;
+
+#define MEMO_SLOTS 256
 
 /* Address of the interned "__name__" str (module dicts use that very object
  * as the key).  Set once with the GIL held, before any sampler starts. */
@@ -77,6 +95,9 @@ typedef struct {
      * threads in one batched call. */
     struct prefetch *pre;
     int prev_nthreads; /* length of last tick's thread list (tstate_addrs) */
+    memo_t memo[MEMO_SLOTS];
+    int *walk_memo;     /* per thread of the tick: memo slot, or -1 */
+    uint64_t *walk_hash; /* per thread of the tick: hash of its raw frames */
 } nogil_state_t;
 
 typedef struct prefetch {
@@ -113,6 +134,11 @@ static void state_free(nogil_state_t *st)
         }
     }
     free(st->pre);
+    for (int i = 0; i < MEMO_SLOTS; i++) {
+        free(st->memo[i].frames);
+    }
+    free(st->walk_memo);
+    free(st->walk_hash);
     free(st);
 }
 
@@ -178,7 +204,9 @@ static nogil_state_t *state_get(oxp_sampler_t *s)
     st->walk_truncated = malloc(MAX_THREADS * sizeof(int));
     st->walk_cpu = malloc(MAX_THREADS * sizeof(uint64_t));
     st->pre = calloc(MAX_THREADS, sizeof(prefetch_t));
-    if (!st->pre || !st->tstates || !st->tstate_addrs || !st->recorded || !st->walk_first || !st->walk_n ||
+    st->walk_memo = malloc(MAX_THREADS * sizeof(int));
+    st->walk_hash = malloc(MAX_THREADS * sizeof(uint64_t));
+    if (!st->pre || !st->walk_memo || !st->walk_hash || !st->tstates || !st->tstate_addrs || !st->recorded || !st->walk_first || !st->walk_n ||
         !st->walk_truncated || !st->walk_cpu || reserve_frames(st, MAX_WALK) < 0) {
         state_free(st);
         return NULL;
@@ -531,6 +559,7 @@ static int walk_frames(nogil_state_t *st, const PyThreadState *ts, size_t first,
             return -2;
         }
         raw_frame_t *r = &st->raw[first + (size_t)n++];
+        r->frame = addr;
         r->code = (uintptr_t)f.f_code;
         r->prev_instr = (uintptr_t)f.prev_instr;
         r->func = (uintptr_t)f.f_func;
@@ -601,12 +630,84 @@ static const code_slot_t *find_slot(const nogil_state_t *st, uint32_t mask, uint
     return &st->slots[h];
 }
 
+static uint64_t hash_raw(const raw_frame_t *raw, int n)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)n;
+    for (int i = 0; i < n; i++) {
+        uint64_t words[4] = {raw[i].frame, raw[i].code, raw[i].prev_instr, (uint64_t)raw[i].owner};
+        for (int k = 0; k < 4; k++) {
+            h ^= words[k];
+            h *= 0xff51afd7ed558ccdULL;
+            h ^= h >> 32;
+        }
+    }
+    return h;
+}
+
+/* The memo slot of a thread (creating one, evicting a stale one if needed),
+ * or -1. */
+static int memo_slot(nogil_state_t *st, uint64_t native_id, uint64_t tick, int create)
+{
+    uint32_t start = (uint32_t)(native_id * 0x9e3779b1u) % MEMO_SLOTS;
+    int empty = -1, stale = -1;
+    for (uint32_t k = 0; k < MEMO_SLOTS; k++) {
+        int i = (int)((start + k) % MEMO_SLOTS);
+        memo_t *m = &st->memo[i];
+        if (m->native_id == native_id) {
+            return i;
+        }
+        if (m->native_id == 0 && empty < 0) {
+            empty = i;
+        } else if (m->native_id != 0 && tick > m->last_tick + 1000 && stale < 0) {
+            stale = i;
+        }
+    }
+    if (!create) {
+        return -1;
+    }
+    int i = empty >= 0 ? empty : stale;
+    if (i >= 0) {
+        st->memo[i].native_id = native_id;
+        st->memo[i].hash = 0;
+        st->memo[i].depth = 0;
+        st->memo[i].db_generation = UINT64_MAX;
+    }
+    return i;
+}
+
+/* Remembers what thread t resolved to (db lock held). */
+static void memo_store(nogil_state_t *st, int t, const oxp_frame_t *frames, uint32_t depth, uint64_t generation,
+                       uint64_t tick)
+{
+    int i = memo_slot(st, (uint64_t)st->tstates[t].native_thread_id, tick, 1);
+    if (i < 0) {
+        return;
+    }
+    memo_t *m = &st->memo[i];
+    if (m->cap < depth) {
+        oxp_frame_t *f = realloc(m->frames, depth * sizeof(oxp_frame_t));
+        if (f == NULL) {
+            m->hash = 0;
+            return;
+        }
+        m->frames = f;
+        m->cap = depth;
+    }
+    memcpy(m->frames, frames, depth * sizeof(oxp_frame_t));
+    m->depth = depth;
+    m->hash = st->walk_hash[t];
+    m->db_generation = generation;
+    m->last_tick = tick;
+}
+
 /* Resolves the raw frames of one thread and records them (db lock held).
  * Returns 0, or the drop reason + 1. */
 static int record_thread_unlocked(oxp_sampler_t *s, nogil_state_t *st, size_t first, int n, uint32_t mask,
-                                  const PyThreadState *ts, int held_gil, uint64_t cpu_ns, int *recorded)
+                                  const PyThreadState *ts, int held_gil, uint64_t cpu_ns, int *recorded,
+                                  uint32_t *depth_out)
 {
     *recorded = 0;
+    *depth_out = 0;
     oxp_db_t *db = s->db;
     oxp_frame_t *frames = oxp_scratch_frames(&s->scratch, (size_t)n + 1);
     if (frames == NULL) {
@@ -664,7 +765,21 @@ static int record_thread_unlocked(oxp_sampler_t *s, nogil_state_t *st, size_t fi
     oxp_labels_unlock();
     oxp_sampler_record_unlocked(s, db, (uint64_t)ts->thread_id, (uint64_t)ts->native_thread_id, label,
                                 label_len, frames, depth, held_gil, cpu_ns);
+    *depth_out = depth;
     return 0;
+}
+
+/* Records thread t from its memo (db lock held). */
+static void record_from_memo(oxp_sampler_t *s, nogil_state_t *st, int t, const memo_t *m, int held_gil,
+                             uint64_t cpu_ns)
+{
+    const PyThreadState *ts = &st->tstates[t];
+    char label[OXP_LABEL_MAX + 1];
+    oxp_labels_lock();
+    size_t label_len = oxp_labels_get_unlocked((uint64_t)ts->thread_id, label);
+    oxp_labels_unlock();
+    oxp_sampler_record_unlocked(s, s->db, (uint64_t)ts->thread_id, (uint64_t)ts->native_thread_id, label, label_len,
+                                m->frames, m->depth, held_gil, cpu_ns);
 }
 
 /* Reads every thread's cframe and datastack chunk in one batched call. */
@@ -874,7 +989,15 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
             continue;
         }
         st->walk_n[t] = walk_thread(st, t, total, &st->walk_truncated[t]);
+        st->walk_memo[t] = -1;
         if (st->walk_n[t] > 0) {
+            st->walk_hash[t] = hash_raw(st->raw + total, st->walk_n[t]);
+            int slot = memo_slot(st, (uint64_t)ts->native_thread_id, tick, 0);
+            if (slot >= 0 && st->memo[slot].hash == st->walk_hash[t] && st->memo[slot].depth > 0 &&
+                !st->walk_truncated[t]) {
+                st->walk_memo[t] = slot; /* unchanged: its frames need no header reads */
+                continue;
+            }
             total += (size_t)st->walk_n[t];
         }
     }
@@ -910,13 +1033,29 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
             continue;
         }
         int drop = n == -1 ? OXP_DROP_READ + 1 : (n == -2 ? OXP_DROP_INVALID + 1 : 0);
-        if (n > 0) {
+        int held = holder == st->tstate_addrs[t];
+        if (n > 0 && st->walk_memo[t] >= 0) {
+            memo_t *m = &st->memo[st->walk_memo[t]];
+            if (m->db_generation == db->generation) {
+                record_from_memo(s, st, t, m, held, st->walk_cpu[t]);
+                m->last_tick = tick;
+                s->stats.memo_hits++;
+                st->recorded[nrecorded++] = (uint64_t)ts->native_thread_id;
+                continue;
+            }
+            drop = OXP_DROP_INVALID + 1; /* the database was cleared: resolve afresh below */
+            m->hash = 0;
+        } else if (n > 0) {
             int recorded = 0;
+            uint32_t depth = 0;
             s->stats.truncated += st->walk_truncated[t] ? 1 : 0;
-            drop = record_thread_unlocked(s, st, (size_t)st->walk_first[t], n, mask, ts,
-                                          holder == st->tstate_addrs[t], st->walk_cpu[t], &recorded);
+            drop = record_thread_unlocked(s, st, (size_t)st->walk_first[t], n, mask, ts, held, st->walk_cpu[t],
+                                          &recorded, &depth);
             if (recorded) {
                 st->recorded[nrecorded++] = (uint64_t)ts->native_thread_id;
+                if (depth > 0 && !st->walk_truncated[t]) {
+                    memo_store(st, t, s->scratch.frames, depth, db->generation, tick);
+                }
             }
         }
         if (drop) {
@@ -942,8 +1081,9 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
         pthread_mutex_lock(&db->lock);
         if (n > 0) {
             int recorded = 0;
+            uint32_t depth = 0;
             drop = record_thread_unlocked(s, st, 0, n, m, ts, holder == st->tstate_addrs[t], st->walk_cpu[t],
-                                          &recorded);
+                                          &recorded, &depth);
             s->stats.truncated += truncated ? 1 : 0;
         }
         if (drop) {

@@ -462,7 +462,7 @@ static PyObject *Sampler_stats(SamplerObject *self, PyObject *unused)
     const char *reader = self->s.backend == OXP_BACKEND_NOGIL ? oxp_saferead_name() : "C API";
     return Py_BuildValue(
         "{s:s,s:s,s:s,s:s,s:d,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:d,s:d,s:d,s:d,s:d,s:N,s:K,s:n,s:n,s:K,s:d,s:d,s:O,s:O,"
-        "s:O,s:K,s:K,s:K,s:d}",
+        "s:O,s:K,s:K,s:K,s:d,s:K}",
         "mode", self->s.mode == OXP_MODE_CPU ? "cpu" : "wall", "backend",
         self->s.backend == OXP_BACKEND_NOGIL ? "nogil" : "gil", "backend_note",
         self->backend_note ? self->backend_note : "", "reader", reader, "interval", (double)interval_ns / 1e9,
@@ -477,7 +477,8 @@ static PyObject *Sampler_stats(SamplerObject *self, PyObject *unused)
         "paused", paused ? Py_True : Py_False, "alive", alive ? Py_True : Py_False, "forked",
         forked ? Py_True : Py_False, "sampler_native_id", (unsigned long long)sampler_tid, "code_cache_misses",
         (unsigned long long)st.cache_misses, "retried", (unsigned long long)st.retried,
-        "gil_wait_mean_us", st.ticks ? (double)st.gil_wait_total_ns / (double)st.ticks / 1e3 : 0.0);
+        "gil_wait_mean_us", st.ticks ? (double)st.gil_wait_total_ns / (double)st.ticks / 1e3 : 0.0, "memo_hits",
+        (unsigned long long)st.memo_hits);
 }
 
 static PyObject *Sampler_reset_stats(SamplerObject *self, PyObject *unused)

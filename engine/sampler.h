@@ -43,6 +43,7 @@ typedef struct {
     uint64_t idle_skipped;     /* cpu mode: thread samples skipped as idle */
     uint64_t dropped[OXP_DROP_NREASONS];
     uint64_t retried;          /* nogil: thread walks that failed once, then were retried */
+    uint64_t memo_hits;        /* nogil: unchanged stacks recorded without re-reading code objects */
     uint64_t interval_n;       /* Welford accumulators of tick-to-tick time */
     double interval_mean_ns;
     double interval_m2;
