@@ -38,7 +38,24 @@ typedef struct {
     uintptr_t func;
     uintptr_t globals;
     int owner;
+    int32_t live; /* slot in the live-frame table that resolves it, or -1 */
 } raw_frame_t;
+
+/* Frames seen at the previous tick, by (frame address, code object,
+ * instruction), with what they resolved to.  A frame found again with all
+ * three unchanged is the same live frame (or one pushed identically at the
+ * same place), which holds its code object alive: it needs no header read.
+ * Typically most of a busy thread's stack, all of an idle one's. */
+typedef struct {
+    uintptr_t frame, code, prev_instr; /* key; frame == 0: empty */
+    uint64_t generation; /* database generation of func */
+    uint64_t tick;       /* last tick it was seen */
+    oxp_id_t func;       /* OXP_NO_ID: the frame is skipped (not started yet) */
+    int32_t line;
+} live_t;
+
+#define LIVE_SLOTS 16384u
+#define LIVE_PROBES 8
 
 /* What a thread's stack looked like and resolved to at its last sample.  A
  * thread whose frames (addresses, code objects, instructions) are all the
@@ -96,6 +113,7 @@ typedef struct {
     struct prefetch *pre;
     int prev_nthreads; /* length of last tick's thread list (tstate_addrs) */
     memo_t memo[MEMO_SLOTS];
+    live_t *live; /* LIVE_SLOTS */
     int *walk_memo;     /* per thread of the tick: memo slot, or -1 */
     uint64_t *walk_hash; /* per thread of the tick: hash of its raw frames */
 } nogil_state_t;
@@ -139,6 +157,7 @@ static void state_free(nogil_state_t *st)
     }
     free(st->walk_memo);
     free(st->walk_hash);
+    free(st->live);
     free(st);
 }
 
@@ -206,7 +225,8 @@ static nogil_state_t *state_get(oxp_sampler_t *s)
     st->pre = calloc(MAX_THREADS, sizeof(prefetch_t));
     st->walk_memo = malloc(MAX_THREADS * sizeof(int));
     st->walk_hash = malloc(MAX_THREADS * sizeof(uint64_t));
-    if (!st->pre || !st->walk_memo || !st->walk_hash || !st->tstates || !st->tstate_addrs || !st->recorded || !st->walk_first || !st->walk_n ||
+    st->live = calloc(LIVE_SLOTS, sizeof(live_t));
+    if (!st->live || !st->pre || !st->walk_memo || !st->walk_hash || !st->tstates || !st->tstate_addrs || !st->recorded || !st->walk_first || !st->walk_n ||
         !st->walk_truncated || !st->walk_cpu || reserve_frames(st, MAX_WALK) < 0) {
         state_free(st);
         return NULL;
@@ -565,6 +585,7 @@ static int walk_frames(nogil_state_t *st, const PyThreadState *ts, size_t first,
         r->func = (uintptr_t)f.f_func;
         r->globals = (uintptr_t)f.f_globals;
         r->owner = f.owner;
+        r->live = -1;
         addr = (uintptr_t)f.previous;
     }
     return n;
@@ -582,6 +603,9 @@ static uint32_t read_code_headers(nogil_state_t *st, size_t n)
     memset(st->slots, 0, nslots * sizeof(code_slot_t));
     uint32_t nh = 0;
     for (size_t i = 0; i < n; i++) {
+        if (st->raw[i].live >= 0) {
+            continue; /* resolved at the previous tick: no header needed */
+        }
         uintptr_t code = st->raw[i].code;
         uint32_t h = (uint32_t)((code >> 4) * 0x9e3779b1u) & mask;
         while (st->slots[h].code != 0 && st->slots[h].code != code) {
@@ -628,6 +652,62 @@ static const code_slot_t *find_slot(const nogil_state_t *st, uint32_t mask, uint
         h = (h + 1) & mask;
     }
     return &st->slots[h];
+}
+
+static uint32_t live_hash(const raw_frame_t *r)
+{
+    uint64_t h = (uint64_t)r->frame * 0x9e3779b97f4a7c15ULL;
+    h ^= (uint64_t)r->code * 0xff51afd7ed558ccdULL;
+    h ^= (uint64_t)r->prev_instr * 0xc4ceb9fe1a85ec53ULL;
+    return (uint32_t)(h ^ (h >> 29));
+}
+
+/* Marks the frames found unchanged since the previous tick (r->live). */
+static void live_mark(nogil_state_t *st, raw_frame_t *raw, int n, uint64_t tick)
+{
+    for (int i = 0; i < n; i++) {
+        raw_frame_t *r = &raw[i];
+        uint32_t h = live_hash(r);
+        r->live = -1;
+        for (uint32_t k = 0; k < LIVE_PROBES; k++) {
+            uint32_t slot = (h + k) & (LIVE_SLOTS - 1);
+            const live_t *e = &st->live[slot];
+            if (e->frame == r->frame && e->code == r->code && e->prev_instr == r->prev_instr) {
+                if (e->tick + 1 >= tick) {
+                    r->live = (int32_t)slot;
+                }
+                break;
+            }
+        }
+    }
+}
+
+/* Remembers what a frame resolved to (db lock held). */
+static void live_store(nogil_state_t *st, const raw_frame_t *r, oxp_id_t func, int32_t line, uint64_t generation,
+                       uint64_t tick)
+{
+    uint32_t h = live_hash(r);
+    live_t *victim = NULL;
+    for (uint32_t k = 0; k < LIVE_PROBES; k++) {
+        live_t *e = &st->live[(h + k) & (LIVE_SLOTS - 1)];
+        if ((e->frame == r->frame && e->code == r->code && e->prev_instr == r->prev_instr) || e->frame == 0) {
+            victim = e;
+            break;
+        }
+        if (victim == NULL && e->tick + 1 < tick) {
+            victim = e; /* stale: reuse */
+        }
+    }
+    if (victim == NULL) {
+        return;
+    }
+    victim->frame = r->frame;
+    victim->code = r->code;
+    victim->prev_instr = r->prev_instr;
+    victim->generation = generation;
+    victim->tick = tick;
+    victim->func = func;
+    victim->line = line;
 }
 
 static uint64_t hash_raw(const raw_frame_t *raw, int n)
@@ -704,7 +784,7 @@ static void memo_store(nogil_state_t *st, int t, const oxp_frame_t *frames, uint
  * Returns 0, or the drop reason + 1. */
 static int record_thread_unlocked(oxp_sampler_t *s, nogil_state_t *st, size_t first, int n, uint32_t mask,
                                   const PyThreadState *ts, int held_gil, uint64_t cpu_ns, int *recorded,
-                                  uint32_t *depth_out)
+                                  uint32_t *depth_out, uint64_t tick)
 {
     *recorded = 0;
     *depth_out = 0;
@@ -717,6 +797,19 @@ static int record_thread_unlocked(oxp_sampler_t *s, nogil_state_t *st, size_t fi
     int over = 0;
     for (int i = 0; i < n; i++) {
         const raw_frame_t *r = &st->raw[first + (size_t)i];
+        if (r->live >= 0) {
+            live_t *e = &st->live[r->live];
+            if (e->generation != db->generation) {
+                return OXP_DROP_INVALID + 1; /* the database was cleared: retry from scratch */
+            }
+            e->tick = tick;
+            if (e->func != OXP_NO_ID) {
+                frames[depth].func = e->func;
+                frames[depth].line = e->line;
+                depth++;
+            }
+            continue;
+        }
         const code_slot_t *slot = find_slot(st, mask, r->code);
         if (!slot->ok) {
             return OXP_DROP_INVALID + 1;
@@ -733,6 +826,7 @@ static int record_thread_unlocked(oxp_sampler_t *s, nogil_state_t *st, size_t fi
         /* A frame that has not reached its first traceable instruction is
          * not yet visible to Python's own tools either: skip it. */
         if (r->owner != FRAME_OWNED_BY_GENERATOR && lasti < c->_co_firsttraceable) {
+            live_store(st, r, OXP_NO_ID, 0, db->generation, tick);
             continue;
         }
         oxp_code_entry_t *e = oxp_codecache_get(&s->cache, r->code);
@@ -748,6 +842,7 @@ static int record_thread_unlocked(oxp_sampler_t *s, nogil_state_t *st, size_t fi
         }
         frames[depth].func = e->func;
         frames[depth].line = oxp_codecache_line(&s->cache, e, (int32_t)lasti);
+        live_store(st, r, frames[depth].func, frames[depth].line, db->generation, tick);
         depth++;
     }
     if (depth == 0) {
@@ -998,6 +1093,7 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
                 st->walk_memo[t] = slot; /* unchanged: its frames need no header reads */
                 continue;
             }
+            live_mark(st, st->raw + total, st->walk_n[t], tick);
             total += (size_t)st->walk_n[t];
         }
     }
@@ -1050,7 +1146,7 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
             uint32_t depth = 0;
             s->stats.truncated += st->walk_truncated[t] ? 1 : 0;
             drop = record_thread_unlocked(s, st, (size_t)st->walk_first[t], n, mask, ts, held, st->walk_cpu[t],
-                                          &recorded, &depth);
+                                          &recorded, &depth, tick);
             if (recorded) {
                 st->recorded[nrecorded++] = (uint64_t)ts->native_thread_id;
                 if (depth > 0 && !st->walk_truncated[t]) {
@@ -1083,7 +1179,7 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
             int recorded = 0;
             uint32_t depth = 0;
             drop = record_thread_unlocked(s, st, 0, n, m, ts, holder == st->tstate_addrs[t], st->walk_cpu[t],
-                                          &recorded, &depth);
+                                          &recorded, &depth, tick);
             s->stats.truncated += truncated ? 1 : 0;
         }
         if (drop) {
