@@ -25,11 +25,13 @@ build: $(VENV)/.stamp
 	OXP_WERROR=1 $(VPY) setup.py -q build_ext --inplace 2>&1 | grep -v -E '^(running|copying)' || true
 	$(VPY) -c "import ox_profile._engine as e; print('engine built:', e.BUILD_INFO)"
 
-# Debian tools the tests drive for real: Chromium (pages) and Go (pprof).
+# Debian tools the tests drive for real: Chromium (pages) and Go (pprof);
+# cppcheck for the C lint.
 sysdeps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v go >/dev/null || missing="$$missing golang-go"; \
+	command -v cppcheck >/dev/null || missing="$$missing cppcheck"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
