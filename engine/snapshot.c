@@ -1194,6 +1194,75 @@ done:
     return result;
 }
 
+/* strip_roots(flags) -> a new Snapshot whose stacks lose their root-most
+ * frames while those frames' functions are flagged (flags: one byte per
+ * function), e.g. the frames of the tool that ran the program. */
+static PyObject *Snapshot_strip_roots(SnapshotObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if ((size_t)view.len != self->db.funcs.len) {
+        PyErr_Format(PyExc_ValueError, "flags has %zd entries for %zu functions", view.len, self->db.funcs.len);
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    const uint8_t *flags = view.buf;
+    SnapshotObject *out = snapshot_alloc();
+    if (out == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    oxp_db_t *db = &out->db;
+    const oxp_db_t *src = &self->db;
+    int ok = oxp_db_init(db, SIZE_MAX) == 0;
+    out->has_db = ok;
+    /* Same strings, functions and threads, in the same order: ids carry over. */
+    for (size_t i = 0; ok && i < oxp_db_nstrings(src); i++) {
+        oxp_id_t id;
+        const char *str = oxp_db_str(src, (oxp_id_t)i);
+        ok = oxp_db_intern(db, str, strlen(str), &id) == 0 && id == (oxp_id_t)i;
+    }
+    for (size_t i = 0; ok && i < src->funcs.len; i++) {
+        oxp_id_t id;
+        ok = oxp_db_func(db, &oxp_db_funcs(src)[i], &id) == 0 && id == (oxp_id_t)i;
+    }
+    for (size_t i = 0; ok && i < src->threads.len; i++) {
+        const oxp_thread_t *t = &oxp_db_threads(src)[i];
+        oxp_id_t id;
+        ok = oxp_db_thread(db, t->ident, t->native_id, &id) == 0 && id == (oxp_id_t)i;
+        if (ok) {
+            ((oxp_thread_t *)db->threads.data)[id].name = t->name;
+        }
+    }
+    const oxp_count_t *rows = oxp_db_counts(src);
+    for (size_t r = 0; ok && r < src->counts.len; r++) {
+        const oxp_stack_t *st = &oxp_db_stacks(src)[rows[r].stack];
+        const oxp_frame_t *fr = oxp_db_frames(src) + st->offset;
+        uint32_t depth = st->depth;
+        while (depth > 1 && flags[fr[depth - 1].func]) {
+            depth--; /* leaf first: the root is at the end */
+        }
+        oxp_id_t stack;
+        ok = oxp_db_stack(db, fr, depth, &stack) == 0 &&
+             oxp_db_add_count(db, rows[r].thread, rows[r].label, stack, rows[r].hits, rows[r].gil_hits,
+                              rows[r].cpu_ns) == 0;
+    }
+    PyBuffer_Release(&view);
+    if (!ok) {
+        Py_DECREF(out);
+        return PyErr_NoMemory();
+    }
+    db->total_hits = src->total_hits;
+    db->overflow_hits = src->overflow_hits;
+    if (index_labels(out) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return (PyObject *)out;
+}
+
 /* Reads an optional bytes-like of flags with exactly n entries. */
 static int get_flags(PyObject *obj, size_t n, Py_buffer *view, const uint8_t **flags, const char *what)
 {
@@ -1341,6 +1410,8 @@ static PyMethodDef Snapshot_methods[] = {
     {"line_hits", (PyCFunction)Snapshot_line_hits, METH_VARARGS,
      "line_hits(mask=None) -> [(function, line, self_hits)]."},
     {"hot_lines", (PyCFunction)Snapshot_hot_lines, METH_VARARGS, "hot_lines(mask=None) -> [line per function]."},
+    {"strip_roots", (PyCFunction)Snapshot_strip_roots, METH_O,
+     "strip_roots(flags) -> Snapshot without the flagged root-most frames."},
     {"folded", (PyCFunction)Snapshot_folded, METH_VARARGS, "folded(mask, names) -> folded stacks text."},
     {"flame", (PyCFunction)Snapshot_flame, METH_VARARGS, "flame(mask=None) -> nested call tree."},
     {"flame_json", (PyCFunction)Snapshot_flame_json, METH_VARARGS, "flame_json(mask=None) -> the tree as JSON."},

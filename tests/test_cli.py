@@ -406,3 +406,17 @@ def test_sigterm_still_writes_the_profile(tmp_path) -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert out.exists() and sum(int(line.rsplit(" ", 1)[1]) for line in out.read_text().splitlines()) > 0
+
+
+def test_launcher_frames_are_left_out_of_the_profile(tmp_path) -> None:
+    import subprocess, sys
+    script = tmp_path / "busy.py"
+    script.write_text("import time\ndef busy():\n    end = time.time() + 0.3\n    while time.time() < end: pass\nbusy()\n")
+    out = tmp_path / "out.collapsed"
+    proc = subprocess.run([sys.executable, "-m", "ox_profile", "run", "-o", str(out), str(script)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = out.read_text().splitlines()
+    busy = [line for line in lines if "busy" in line]
+    assert busy and all(line.startswith("__main__.<module>") for line in busy), busy[:3]
+    assert not any("runpy" in line or "ox_profile.cli" in line for line in busy)

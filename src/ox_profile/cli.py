@@ -491,6 +491,12 @@ def _run(config: RunConfig, profiler_factory: Any) -> int:
         print("%s: error: could not read the profile: %s: %s" % (PROG, type(exc).__name__, exc),
               file=sys.stderr)
         return code if code != 0 else 1
+    try:
+        # The frames of ox_profile's command line and runpy sit under the
+        # program's own <module>: leave them out of every output.
+        profile = profile.strip_root_frames(_wrapper_frames(launcher))
+    except Exception as exc:  # keep the unstripped profile rather than lose it
+        print("%s: warning: could not trim the launcher's frames: %s" % (PROG, exc), file=sys.stderr)
     if status is not None and status.ident is not None:
         own = [t.index for t in profile.threads if t.ident == status.ident]
         if own:

@@ -279,6 +279,18 @@ class Profile:
             "duration_nanos": int(self.duration * 1e9),
         })
 
+    def strip_root_frames(self, pattern: str) -> "Profile":
+        """A profile whose stacks lose their root-most frames while those
+        frames' functions match ``pattern`` (on ``module.qualname`` or the file
+        name): e.g. the frames of the tool that ran the program."""
+        regexp = re.compile(pattern)
+        flags = bytes(1 if regexp.search(f.display_name) or regexp.search(f.filename) else 0
+                      for f in self.functions)
+        stripped = Profile(self._snap.strip_roots(flags), self.stats)
+        if self._thread_filter is None and self._label_filter is None:
+            return stripped
+        return Profile(stripped._snap, self.stats, threads=self._thread_filter, labels=self._label_filter)
+
     def thread_profiles(self) -> List[Tuple[ThreadInfo, "Profile"]]:
         """One profile per thread that has samples in the selection."""
         return [(t, self.filter(threads=[t.index])) for t in self.threads if t.hits]
