@@ -462,7 +462,7 @@ static PyObject *Sampler_stats(SamplerObject *self, PyObject *unused)
     const char *reader = self->s.backend == OXP_BACKEND_NOGIL ? oxp_saferead_name() : "C API";
     return Py_BuildValue(
         "{s:s,s:s,s:s,s:s,s:d,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:d,s:d,s:d,s:d,s:d,s:N,s:K,s:n,s:n,s:K,s:d,s:d,s:O,s:O,"
-        "s:O,s:K,s:K,s:K,s:d,s:K}",
+        "s:O,s:K,s:K,s:K,s:d,s:K,s:d,s:d}",
         "mode", self->s.mode == OXP_MODE_CPU ? "cpu" : "wall", "backend",
         self->s.backend == OXP_BACKEND_NOGIL ? "nogil" : "gil", "backend_note",
         self->backend_note ? self->backend_note : "", "reader", reader, "interval", (double)interval_ns / 1e9,
@@ -478,7 +478,8 @@ static PyObject *Sampler_stats(SamplerObject *self, PyObject *unused)
         forked ? Py_True : Py_False, "sampler_native_id", (unsigned long long)sampler_tid, "code_cache_misses",
         (unsigned long long)st.cache_misses, "retried", (unsigned long long)st.retried,
         "gil_wait_mean_us", st.ticks ? (double)st.gil_wait_total_ns / (double)st.ticks / 1e3 : 0.0, "memo_hits",
-        (unsigned long long)st.memo_hits);
+        (unsigned long long)st.memo_hits, "sampler_cpu_s", (double)st.thread_cpu_ns / 1e9, "sampler_cpu_percent",
+        span > 0 ? 100.0 * (double)st.thread_cpu_ns / 1e9 / span : 0.0);
 }
 
 static PyObject *Sampler_reset_stats(SamplerObject *self, PyObject *unused)

@@ -238,6 +238,8 @@ static void sampler_tick(oxp_sampler_t *s, int64_t tick_start, uint64_t tick_no)
         waited = oxp_capture_gil_tick_from_thread(s, tick_no);
     }
     int64_t end = oxp_now_ns();
+    struct timespec cpu;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
     int64_t spent = end - tick_start - waited;
     uint64_t cost = spent > 0 ? (uint64_t)spent : 0;
     pthread_mutex_lock(&s->db->lock);
@@ -254,6 +256,7 @@ static void sampler_tick(oxp_sampler_t *s, int64_t tick_start, uint64_t tick_no)
     st->last_tick_ns = tick_start;
     st->ticks++;
     st->capture_total_ns += cost;
+    st->thread_cpu_ns = (uint64_t)cpu.tv_sec * 1000000000ULL + (uint64_t)cpu.tv_nsec;
     st->gil_wait_total_ns += (uint64_t)(waited > 0 ? waited : 0);
     if (cost > st->capture_max_ns) {
         st->capture_max_ns = cost;

@@ -50,6 +50,7 @@ typedef struct {
     uint64_t capture_total_ns; /* time spent in capture + record (not waiting for the GIL) */
     uint64_t gil_wait_total_ns; /* gil backend: time spent waiting for the GIL */
     uint64_t capture_max_ns;
+    uint64_t thread_cpu_ns;    /* the sampler thread's own CPU time (wakeups included) */
     int64_t first_tick_ns;     /* CLOCK_MONOTONIC of the first tick */
     int64_t last_tick_ns;
     uint64_t cache_misses;     /* code objects resolved (nogil) */
