@@ -1,0 +1,73 @@
+"""The HTML export of a real run (CLI, real engine) in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+PROGRAM = textwrap.dedent("""
+    import threading, time
+
+    def hot_function():
+        end = time.perf_counter() + 0.4
+        while time.perf_counter() < end:
+            pass
+
+    def side_worker():
+        end = time.perf_counter() + 0.4
+        while time.perf_counter() < end:
+            sum(range(100))
+
+    t = threading.Thread(target=side_worker, name="<b>bold-thread</b>")
+    t.start()
+    hot_function()
+    t.join()
+""")
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
+def test_cli_html_flame_graph_in_chromium(tmp_path: Path) -> None:
+    script = tmp_path / "prog.py"
+    script.write_text(PROGRAM)
+    out = tmp_path / "prog.html"
+    proc = subprocess.run([sys.executable, "-m", "ox_profile", "run", "-o", str(out), str(script)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors, dialogs = [], []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(out.as_uri())
+            page.wait_for_selector("#oxp-flame svg rect")
+            hot = page.locator('#oxp-flame svg rect[data-name="hot_function"]')
+            assert hot.count() == 1
+            full = float(page.locator("#oxp-flame svg").get_attribute("width"))
+            before = float(hot.get_attribute("width"))
+            assert 0 < before < full
+            hot.click()
+            page.wait_for_function("() => document.querySelector('#oxp-flame svg rect[data-name=\"hot_function\"]')"
+                                   " && parseFloat(document.querySelector('#oxp-flame svg rect[data-name=\"hot_function\"]')"
+                                   ".getAttribute('width')) > %f" % (before + 1))
+            # The thread's markup-like name is shown as text in the view list.
+            options = page.locator("select option").all_text_contents()
+            assert any("<b>bold-thread</b>" in o for o in options), options
+            assert page.locator("b").count() == 0
+            # The table lists the function with its file.
+            assert "hot_function" in page.locator("#oxp-flame tbody").inner_text()
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "cli_html_export.png"))
+            assert errors == [] and dialogs == []
+        finally:
+            browser.close()
