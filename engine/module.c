@@ -439,6 +439,12 @@ static PyObject *Sampler_stats(SamplerObject *self, PyObject *unused)
     size_t bytes = db->bytes, cap = db->cap_bytes;
     uint64_t overflow = db->overflow_hits;
     pthread_mutex_unlock(&db->lock);
+    if (alive && sampler_tid != 0) {
+        uint64_t now_cpu = oxp_thread_cpu_ns(sampler_tid); /* the running thread's CPU so far */
+        if (now_cpu != 0) {
+            st.thread_cpu_ns = now_cpu;
+        }
+    }
 
     double mean = st.interval_n ? st.interval_mean_ns / 1e9 : 0.0;
     double stdev = st.interval_n > 1 ? sqrt(st.interval_m2 / (double)st.interval_n) / 1e9 : 0.0;

@@ -238,8 +238,6 @@ static void sampler_tick(oxp_sampler_t *s, int64_t tick_start, uint64_t tick_no)
         waited = oxp_capture_gil_tick_from_thread(s, tick_no);
     }
     int64_t end = oxp_now_ns();
-    struct timespec cpu;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
     int64_t spent = end - tick_start - waited;
     uint64_t cost = spent > 0 ? (uint64_t)spent : 0;
     pthread_mutex_lock(&s->db->lock);
@@ -256,7 +254,6 @@ static void sampler_tick(oxp_sampler_t *s, int64_t tick_start, uint64_t tick_no)
     st->last_tick_ns = tick_start;
     st->ticks++;
     st->capture_total_ns += cost;
-    st->thread_cpu_ns = (uint64_t)cpu.tv_sec * 1000000000ULL + (uint64_t)cpu.tv_nsec;
     st->gil_wait_total_ns += (uint64_t)(waited > 0 ? waited : 0);
     if (cost > st->capture_max_ns) {
         st->capture_max_ns = cost;
@@ -332,6 +329,13 @@ static void *sampler_main(void *arg)
     }
     pthread_mutex_unlock(&s->state_lock);
     oxp_capture_gil_thread_exit(s);
+    /* Its final CPU time, for the statistics once it is gone. */
+    struct timespec cpu;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu) == 0) {
+        pthread_mutex_lock(&s->db->lock);
+        s->stats.thread_cpu_ns = (uint64_t)cpu.tv_sec * 1000000000ULL + (uint64_t)cpu.tv_nsec;
+        pthread_mutex_unlock(&s->db->lock);
+    }
     return NULL;
 }
 
@@ -436,6 +440,17 @@ void oxp_sampler_record_unlocked(oxp_sampler_t *s, oxp_db_t *db, uint64_t ident,
             s->stats.truncated++;
         }
     }
+}
+
+uint64_t oxp_thread_cpu_ns(uint64_t native_id)
+{
+    /* The kernel's per-thread CPU clock of another thread of ours. */
+    clockid_t clk = (clockid_t)(((~(unsigned int)native_id) << 3) | 6u);
+    struct timespec ts;
+    if (native_id == 0 || clock_gettime(clk, &ts) != 0) {
+        return 0;
+    }
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 uint64_t oxp_sampler_cpu_delta(oxp_sampler_t *s, uint64_t native_id, uint64_t tick)

@@ -50,7 +50,7 @@ typedef struct {
     uint64_t capture_total_ns; /* time spent in capture + record (not waiting for the GIL) */
     uint64_t gil_wait_total_ns; /* gil backend: time spent waiting for the GIL */
     uint64_t capture_max_ns;
-    uint64_t thread_cpu_ns;    /* the sampler thread's own CPU time (wakeups included) */
+    uint64_t thread_cpu_ns;    /* the sampler thread's CPU time when it ended (wakeups included) */
     int64_t first_tick_ns;     /* CLOCK_MONOTONIC of the first tick */
     int64_t last_tick_ns;
     uint64_t cache_misses;     /* code objects resolved (nogil) */
@@ -126,6 +126,8 @@ void oxp_sampler_record_unlocked(oxp_sampler_t *s, oxp_db_t *db, uint64_t ident,
                                  uint32_t depth, int held_gil, uint64_t cpu_ns);
 /* cpu mode: CPU ns the thread used since the last call (0 on first sight). */
 uint64_t oxp_sampler_cpu_delta(oxp_sampler_t *s, uint64_t native_id, uint64_t tick);
+/* CPU time of one of this process's threads (0 if it is gone). */
+uint64_t oxp_thread_cpu_ns(uint64_t native_id);
 /* Scratch frames of at least n entries, or NULL. */
 oxp_frame_t *oxp_scratch_frames(oxp_scratch_t *sc, size_t n);
 
