@@ -86,7 +86,6 @@ int oxp_capture_gil_now(oxp_sampler_t *s, oxp_db_t *db, oxp_codecache_t *cache, 
      * back into the profiler. */
     int gc_was_enabled = PyGC_Disable();
     pthread_mutex_lock(&db->lock);
-    int rc = 0;
     for (PyThreadState *t = PyInterpreterState_ThreadHead(interp); t != NULL; t = PyThreadState_Next(t)) {
         if (t == skip) {
             continue;
@@ -155,7 +154,7 @@ int oxp_capture_gil_now(oxp_sampler_t *s, oxp_db_t *db, oxp_codecache_t *cache, 
     if (gc_was_enabled) {
         PyGC_Enable();
     }
-    return rc;
+    return 0;
 }
 
 int64_t oxp_capture_gil_tick_from_thread(oxp_sampler_t *s, uint64_t tick)

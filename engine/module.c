@@ -282,7 +282,7 @@ static int Sampler_init(SamplerObject *self, PyObject *args, PyObject *kwds)
     } else if (strcmp(mode, "cpu") == 0) {
         m = OXP_MODE_CPU;
     } else {
-        PyErr_Format(PyExc_ValueError, "mode must be 'wall' or 'cpu', not %R", PyTuple_GET_ITEM(args, 0) ? PyUnicode_FromString(mode) : Py_None);
+        PyErr_Format(PyExc_ValueError, "mode must be 'wall' or 'cpu', not '%s'", mode);
         return -1;
     }
     const char *why = NULL;
@@ -620,6 +620,7 @@ static struct PyModuleDef engine_module = {
     NULL, NULL, NULL, NULL,
 };
 
+/* Whether the fork handlers are installed (set once, GIL held, at import). */
 static int atfork_installed;
 
 PyMODINIT_FUNC PyInit__engine(void)
