@@ -3,8 +3,6 @@ fork, exit, the memory cap, labels, and every bad input."""
 
 from __future__ import annotations
 
-import math
-import os
 import sys
 import threading
 import time

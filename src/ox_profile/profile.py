@@ -10,13 +10,14 @@ encoding) runs in C on the snapshot.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import time
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ox_profile import _engine, _validate
 
-PathLike = Union[str, "os.PathLike[str]"]  # noqa: F821 (string annotation)
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 @dataclasses.dataclass(frozen=True)

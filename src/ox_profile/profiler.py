@@ -74,7 +74,6 @@ class Profiler:
             if self._sampler.is_alive():
                 raise RuntimeError("this profiler is already running")
             self._sampler.start(paused=paused)
-            self._started = True
         return self
 
     def stop(self) -> None:
