@@ -1,11 +1,10 @@
 """Tests of the offline flame graph component and the HTML report
-(src/ox_profile/web).  They need no C engine: flame data is built by hand and
-the page is driven in Debian's headless Chromium with Playwright."""
+(src/ox_profile/web): flame data built by hand, or from a real Profile over a
+snapshot of plain tuples, and the page driven in Debian's headless Chromium
+with Playwright."""
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.util
 import json
 import os
 import random
@@ -17,22 +16,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-WEB_INIT = ROOT / "src" / "ox_profile" / "web" / "__init__.py"
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 
 
-def _load_web():
-    """src/ox_profile/web as a standalone module (ox_profile itself needs the
-    compiled engine, which these tests do not)."""
-    spec = importlib.util.spec_from_file_location("oxp_web_under_test", WEB_INIT)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
-
-
-web = _load_web()
+from ox_profile import web  # noqa: E402
 
 # -- hand-built flame data ----------------------------------------------------
 
@@ -317,105 +305,30 @@ def test_dumps_handles_deep_trees_and_unsafe_chars() -> None:
 
 # A stand-in for ox_profile.profile.Profile exposing its public interface.
 
-@dataclasses.dataclass(frozen=True)
-class FakeFunction:
-    index: int
-    name: str
-    qualname: str
-    module: str
-    filename: str
-    firstlineno: int
-
-
-@dataclasses.dataclass(frozen=True)
-class FakeThread:
-    index: int
-    ident: int
-    native_id: int
-    name: str
-    hits: int
-
-
-@dataclasses.dataclass(frozen=True)
-class FakeStat:
-    function: FakeFunction
-    self_hits: int
-    total_hits: int
-    self_share: float
-    total_share: float
-    hot_line: int
-
-
-class FakeProfile:
-    """Rows of (thread index, label, stack of fids root first, hits)."""
-
-    def __init__(self, functions, threads, rows, stats=None):
-        self.functions = functions
-        self._threads = threads
-        self.rows = rows
-        self.stats = dict(stats or {"mode": "wall", "interval": 0.001, "duration": 1.5,
-                                    "backend": "gil", "rate_hz": 990.0, "dropped": {}})
-        self.mode = self.stats.get("mode", "wall")
-        self.interval = self.stats.get("interval", 0.001)
-        self.duration = self.stats.get("duration", 0.0)
-        self.total_samples = sum(r[3] for r in rows)
-        hits = {}
-        for r in rows:
-            hits[r[0]] = hits.get(r[0], 0) + r[3]
-        self.threads = [dataclasses.replace(t, hits=hits.get(t.index, 0)) for t in threads]
-
-    @property
-    def labels(self):
-        return sorted({r[1] for r in self.rows if r[1] is not None})
-
-    def filter(self, threads=None, labels=None):
-        rows = self.rows
-        if threads is not None:
-            rows = [r for r in rows if r[0] in set(threads)]
-        if labels is not None:
-            rows = [r for r in rows if r[1] in set(labels)]
-        return FakeProfile(self.functions, self._threads, rows, self.stats)
-
-    def thread_profiles(self):
-        return [(t, self.filter(threads=[t.index])) for t in self.threads if t.hits]
-
-    def flame_tree(self):
-        tree = [-1, 0, 0, []]
-        for _, _, stack, hits in self.rows:
-            node = tree
-            node[1] += hits
-            for fid in stack:
-                for child in node[3]:
-                    if child[0] == fid:
-                        break
-                else:
-                    child = [fid, 0, 0, []]
-                    node[3].append(child)
-                child[1] += hits
-                node = child
-            node[2] += hits
-        return tree
-
-    def top(self, limit=None, sort="self", re_filter=None):
-        total = self.total_samples or 1
-        rows = top_from_tree(self.flame_tree())
-        return [FakeStat(self.functions[f], s, t, s / total, t / total, self.functions[f].firstlineno)
-                for f, s, t, _ in rows][:limit]
-
-
-def fake_profile(n_threads: int = 2, labels: Sequence[Optional[str]] = ("index", None)) -> FakeProfile:
-    functions = [FakeFunction(i, q.rpartition(".")[2], q, m, f, line)
-                 for i, (q, m, f, line) in enumerate(FUNCS)]
-    threads = [FakeThread(i, 1000 + i, 2000 + i, "T<%d>" % i, 0) for i in range(n_threads)]
+def raw_profile(n_threads: int = 2, labels: Sequence[Optional[str]] = ("index", None)):
+    """A real Profile over a snapshot built from plain tuples: per thread
+    and label, one stack main -> handle_request -> (parse|render|db_query)."""
+    from ox_profile import Profile, _engine
+    functions = [(q.rpartition(".")[2], q, m, f, line) for q, m, f, line in FUNCS]
+    threads = [(1000 + i, 2000 + i, "T<%d>" % i) for i in range(n_threads)]
+    label_names = [lab for lab in labels if lab is not None]
+    stacks: List[tuple] = []
     rows = []
     for t in range(n_threads):
         for j, lab in enumerate(labels):
-            rows.append((t, lab, (0, 1, 2 + j % 3), 3 + t + j))
-    return FakeProfile(functions, threads, rows)
+            root_first = (0, 1, 2 + j % 3)
+            stack = tuple((fid, FUNCS[fid][3]) for fid in reversed(root_first))  # leaf first
+            if stack not in stacks:
+                stacks.append(stack)
+            label = -1 if lab is None else label_names.index(lab)
+            rows.append((t, label, stacks.index(stack), 3 + t + j, 0, 0))
+    snapshot = _engine.Snapshot.from_raw(functions, threads, label_names, stacks, rows)
+    return Profile(snapshot, {"mode": "wall", "interval": 0.001, "duration": 1.5, "backend": "gil",
+                              "rate_hz": 990.0, "dropped": {}})
 
 
 def test_flame_data_from_profile_interface() -> None:
-    prof = fake_profile(n_threads=2, labels=("index", "login", None))
+    prof = raw_profile(n_threads=2, labels=("index", "login", None))
     data = web.flame_data(prof, title="T")
     assert data["meta"]["title"] == "T"
     assert data["meta"]["mode"] == "wall"
@@ -428,7 +341,10 @@ def test_flame_data_from_profile_interface() -> None:
     assert labels[:3] == ["All threads", "T<0> (1000)", "T<1> (1001)"]
     assert labels[3:] == ["endpoint: index", "endpoint: login"]
     all_view = data["views"][0]
-    assert all_view["total"] == prof.total_samples == all_view["tree"][1]
+    tree = json.loads(all_view["tree"])  # built as JSON text by the engine
+    assert all_view["total"] == prof.total_samples == tree[1]
+    assert [c[0] for c in tree[3]] == [0] and [c[0] for c in tree[3][0][3]] == [1]
+    assert sorted(c[0] for c in tree[3][0][3][0][3]) == [2, 3, 4]
     for fid, self_hits, total_hits, line in all_view["top"]:
         assert 0 <= fid < len(FUNCS) and self_hits <= total_hits and line == FUNCS[fid][3]
     assert data["views"][3]["total"] == sum(3 + t + 0 for t in range(2))
@@ -443,7 +359,7 @@ def test_flame_data_from_profile_interface() -> None:
 
 
 def test_flame_data_caps_views() -> None:
-    prof = fake_profile(n_threads=100, labels=["ep%02d" % i for i in range(100)])
+    prof = raw_profile(n_threads=100, labels=["ep%02d" % i for i in range(100)])
     data = web.flame_data(prof)
     assert len(data["views"]) == web.MAX_VIEWS == 64
     assert data["views"][0]["key"] == "all"
@@ -451,7 +367,7 @@ def test_flame_data_caps_views() -> None:
     assert 0 < kinds.count("thread") and 0 < kinds.count("label")
     assert kinds == sorted(kinds, key=lambda k: k != "thread")     # threads, then labels
     assert data["meta"]["views_omitted"] == 200 - 63
-    few = web.flame_data(fake_profile(n_threads=100, labels=["a", "b"]))
+    few = web.flame_data(raw_profile(n_threads=100, labels=["a", "b"]))
     assert len(few["views"]) == 64 and [v["key"] for v in few["views"][-2:]] == ["label:a", "label:b"]
 
 

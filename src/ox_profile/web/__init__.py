@@ -68,13 +68,7 @@ def _view(key: str, label: str, profile: "Profile") -> Dict[str, Any]:
     total = int(profile.total_samples)
     # The tree as JSON text built by the engine: large trees are the bulk of
     # a report, and building them as Python lists first is slow.
-    flame_json = getattr(profile, "flame_json", None)
-    if not total:
-        tree: Any = [-1, total, 0, []]
-    elif flame_json is not None:
-        tree = TreeJSON(flame_json())
-    else:
-        tree = profile.flame_tree()
+    tree: Any = TreeJSON(profile.flame_json()) if total else [-1, total, 0, []]
     top = [[s.function.index, int(s.self_hits), int(s.total_hits), int(s.hot_line)]
            for s in profile.top(limit=TOP_ROWS)]
     return {"key": key, "label": label, "total": total, "tree": tree, "top": top}
