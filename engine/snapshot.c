@@ -620,102 +620,104 @@ done:
     return result;
 }
 
-/* line_hits(mask) -> [(function, line, self hits)] for every leaf line. */
-static PyObject *Snapshot_line_hits(SnapshotObject *self, PyObject *args)
+/* Parses the optional mask argument of methods that take only that. */
+static int parse_mask_arg(SnapshotObject *self, PyObject *args, const char *format, Py_buffer *view,
+                          const uint8_t **mask)
 {
     PyObject *mask_obj = Py_None;
-    if (!PyArg_ParseTuple(args, "|O:line_hits", &mask_obj)) {
-        return NULL;
+    if (!PyArg_ParseTuple(args, format, &mask_obj)) {
+        return -1;
     }
-    Py_buffer view;
-    const uint8_t *mask;
-    if (get_mask(self, mask_obj, &view, &mask) < 0) {
-        return NULL;
-    }
-    /* Leaf (function, line) pairs are few: sort-and-merge an array of them. */
-    size_t n = self->db.counts.len;
-    typedef struct {
-        uint64_t key;
-        uint64_t hits;
-    } pair_t;
-    pair_t *pairs = PyMem_Malloc((n + 1) * sizeof(pair_t));
-    PyObject *result = NULL;
-    if (pairs == NULL) {
-        PyErr_NoMemory();
-        goto done;
+    return get_mask(self, mask_obj, view, mask);
+}
+
+typedef struct {
+    uint64_t *keys; /* (function << 32) | (uint32_t)line */
+    uint64_t *sums; /* self hits of that leaf line */
+    size_t n;
+} leaf_lines_t;
+
+static void leaf_lines_free(leaf_lines_t *ll)
+{
+    PyMem_Free(ll->keys);
+    PyMem_Free(ll->sums);
+}
+
+/* The self hits of every distinct leaf (function, line) of the selected
+ * rows.  0 / -1 with an exception. */
+static int leaf_lines(SnapshotObject *self, const uint8_t *mask, leaf_lines_t *out)
+{
+    size_t nrows = self->db.counts.len;
+    out->keys = PyMem_Malloc((nrows + 1) * sizeof(uint64_t));
+    out->sums = PyMem_Calloc(nrows + 1, sizeof(uint64_t));
+    out->n = 0;
+    oxp_index_t ix = {0};
+    if (out->keys == NULL || out->sums == NULL) {
+        goto nomem;
     }
     const oxp_count_t *rows = oxp_db_counts(&self->db);
     const oxp_stack_t *stacks = oxp_db_stacks(&self->db);
     const oxp_frame_t *frames = oxp_db_frames(&self->db);
-    size_t m = 0;
-    for (size_t r = 0; r < n; r++) {
-        if ((mask != NULL && !mask[r]) || rows[r].hits == 0) {
-            continue;
-        }
+    for (size_t r = 0; r < nrows; r++) {
         const oxp_stack_t *st = &stacks[rows[r].stack];
-        if (st->depth == 0) {
+        if ((mask != NULL && !mask[r]) || rows[r].hits == 0 || st->depth == 0) {
             continue;
         }
         const oxp_frame_t *leaf = frames + st->offset;
-        pairs[m].key = ((uint64_t)leaf->func << 32) | (uint32_t)leaf->line;
-        pairs[m].hits = rows[r].hits;
-        m++;
-    }
-    /* Insertion into an index keyed by the pair keeps this O(n). */
-    oxp_index_t ix = {0};
-    uint64_t *keys = PyMem_Malloc((m + 1) * sizeof(uint64_t));
-    uint64_t *sums = PyMem_Calloc(m + 1, sizeof(uint64_t));
-    size_t nk = 0;
-    if (keys == NULL || sums == NULL) {
-        PyMem_Free(keys);
-        PyMem_Free(sums);
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (size_t i = 0; i < m; i++) {
-        uint32_t h = oxp_hash_bytes(&pairs[i].key, sizeof(uint64_t), 0x11u);
+        uint64_t key = ((uint64_t)leaf->func << 32) | (uint32_t)leaf->line;
+        uint32_t h = oxp_hash_bytes(&key, sizeof(key), 0x11u);
         uint32_t found = UINT32_MAX;
-        if (ix.mask) {
-            for (uint32_t s = h & ix.mask; ix.slots[s]; s = (s + 1) & ix.mask) {
-                uint32_t id = (uint32_t)(ix.slots[s] & 0xffffffffu) - 1;
-                if ((uint32_t)(ix.slots[s] >> 32) == h && keys[id] == pairs[i].key) {
-                    found = id;
-                    break;
-                }
+        for (uint32_t q = h & ix.mask; ix.mask && ix.slots[q]; q = (q + 1) & ix.mask) {
+            uint32_t id = (uint32_t)(ix.slots[q] & 0xffffffffu) - 1;
+            if ((uint32_t)(ix.slots[q] >> 32) == h && out->keys[id] == key) {
+                found = id;
+                break;
             }
         }
         if (found == UINT32_MAX) {
             if (oxp_index_needs_grow(&ix) && oxp_index_resize(&ix, ix.mask ? (ix.mask + 1) * 2 : 64) < 0) {
-                oxp_index_free(&ix);
-                PyMem_Free(keys);
-                PyMem_Free(sums);
-                PyErr_NoMemory();
-                goto done;
+                goto nomem;
             }
-            keys[nk] = pairs[i].key;
-            oxp_index_put(&ix, h, (uint32_t)nk);
-            found = (uint32_t)nk++;
+            out->keys[out->n] = key;
+            oxp_index_put(&ix, h, (uint32_t)out->n);
+            found = (uint32_t)out->n++;
         }
-        sums[found] += pairs[i].hits;
+        out->sums[found] += rows[r].hits;
     }
     oxp_index_free(&ix);
-    result = PyList_New((Py_ssize_t)nk);
-    if (result != NULL) {
-        for (size_t i = 0; i < nk; i++) {
-            PyObject *t = Py_BuildValue("(IiK)", (unsigned int)(keys[i] >> 32), (int)(int32_t)(keys[i] & 0xffffffffu),
-                                        (unsigned long long)sums[i]);
-            if (t == NULL) {
-                Py_CLEAR(result);
-                break;
-            }
-            PyList_SET_ITEM(result, (Py_ssize_t)i, t);
-        }
+    return 0;
+nomem:
+    oxp_index_free(&ix);
+    leaf_lines_free(out);
+    PyErr_NoMemory();
+    return -1;
+}
+
+/* line_hits(mask) -> [(function, line, self hits)] for every leaf line. */
+static PyObject *Snapshot_line_hits(SnapshotObject *self, PyObject *args)
+{
+    Py_buffer view;
+    const uint8_t *mask;
+    leaf_lines_t ll;
+    if (parse_mask_arg(self, args, "|O:line_hits", &view, &mask) < 0) {
+        return NULL;
     }
-    PyMem_Free(keys);
-    PyMem_Free(sums);
-done:
+    int rc = leaf_lines(self, mask, &ll);
     release_mask(&view);
-    PyMem_Free(pairs);
+    if (rc < 0) {
+        return NULL;
+    }
+    PyObject *result = PyList_New((Py_ssize_t)ll.n);
+    for (size_t i = 0; result != NULL && i < ll.n; i++) {
+        PyObject *t = Py_BuildValue("(IiK)", (unsigned int)(ll.keys[i] >> 32), (int)(int32_t)(ll.keys[i] & 0xffffffffu),
+                                    (unsigned long long)ll.sums[i]);
+        if (t == NULL) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyList_SET_ITEM(result, (Py_ssize_t)i, t);
+    }
+    leaf_lines_free(&ll);
     return result;
 }
 
@@ -723,8 +725,15 @@ done:
  * (0 where the function never was a leaf). */
 static PyObject *Snapshot_hot_lines(SnapshotObject *self, PyObject *args)
 {
-    PyObject *lh = Snapshot_line_hits(self, args);
-    if (lh == NULL) {
+    Py_buffer view;
+    const uint8_t *mask;
+    leaf_lines_t ll;
+    if (parse_mask_arg(self, args, "|O:hot_lines", &view, &mask) < 0) {
+        return NULL;
+    }
+    int rc = leaf_lines(self, mask, &ll);
+    release_mask(&view);
+    if (rc < 0) {
         return NULL;
     }
     size_t nfuncs = self->db.funcs.len;
@@ -735,14 +744,11 @@ static PyObject *Snapshot_hot_lines(SnapshotObject *self, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lh); i++) {
-        PyObject *t = PyList_GET_ITEM(lh, i);
-        size_t f = PyLong_AsSize_t(PyTuple_GET_ITEM(t, 0));
-        long ln = PyLong_AsLong(PyTuple_GET_ITEM(t, 1));
-        unsigned long long h = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(t, 2));
-        if (f < nfuncs && h > best[f]) {
-            best[f] = h;
-            line[f] = (int32_t)ln;
+    for (size_t i = 0; i < ll.n; i++) {
+        size_t f = (size_t)(ll.keys[i] >> 32);
+        if (f < nfuncs && ll.sums[i] > best[f]) {
+            best[f] = ll.sums[i];
+            line[f] = (int32_t)(ll.keys[i] & 0xffffffffu);
         }
     }
     result = PyList_New((Py_ssize_t)nfuncs);
@@ -755,7 +761,7 @@ static PyObject *Snapshot_hot_lines(SnapshotObject *self, PyObject *args)
         PyList_SET_ITEM(result, (Py_ssize_t)f, v);
     }
 done:
-    Py_DECREF(lh);
+    leaf_lines_free(&ll);
     PyMem_Free(best);
     PyMem_Free(line);
     return result;
@@ -1102,13 +1108,9 @@ nomem:
 
 static PyObject *Snapshot_flame(SnapshotObject *self, PyObject *args)
 {
-    PyObject *mask_obj = Py_None;
-    if (!PyArg_ParseTuple(args, "|O:flame", &mask_obj)) {
-        return NULL;
-    }
     Py_buffer view;
     const uint8_t *mask;
-    if (get_mask(self, mask_obj, &view, &mask) < 0) {
+    if (parse_mask_arg(self, args, "|O:flame", &view, &mask) < 0) {
         return NULL;
     }
     fnode_t *nodes;
@@ -1126,13 +1128,9 @@ static PyObject *Snapshot_flame(SnapshotObject *self, PyObject *args)
  * without recursion (trees can be thousands of frames deep). */
 static PyObject *Snapshot_flame_json(SnapshotObject *self, PyObject *args)
 {
-    PyObject *mask_obj = Py_None;
-    if (!PyArg_ParseTuple(args, "|O:flame_json", &mask_obj)) {
-        return NULL;
-    }
     Py_buffer view;
     const uint8_t *mask;
-    if (get_mask(self, mask_obj, &view, &mask) < 0) {
+    if (parse_mask_arg(self, args, "|O:flame_json", &view, &mask) < 0) {
         return NULL;
     }
     fnode_t *nodes;
