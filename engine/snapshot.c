@@ -808,7 +808,14 @@ static int sb_put(strbuf_t *b, const char *s, size_t n)
     return 0;
 }
 
-/* folded(mask, names) -> str: "root;...;leaf count" per distinct stack. */
+/* A distinct folded path: where its text is in the buffer, and its hits. */
+typedef struct {
+    size_t offset, len;
+    uint64_t hits;
+} path_t;
+
+/* folded(mask, names) -> str: "root;...;leaf count" per distinct path of
+ * names. */
 static PyObject *Snapshot_folded(SnapshotObject *self, PyObject *args)
 {
     PyObject *mask_obj, *names_obj;
@@ -824,7 +831,9 @@ static PyObject *Snapshot_folded(SnapshotObject *self, PyObject *args)
     const char **names = NULL;
     Py_ssize_t *lens = NULL;
     uint64_t *hits = NULL;
-    strbuf_t sb = {NULL, 0, 0};
+    strbuf_t sb = {NULL, 0, 0}, out = {NULL, 0, 0};
+    oxp_index_t ix = {0};
+    path_t *paths = NULL;
     size_t nfuncs = self->db.funcs.len;
     seq = PySequence_Fast(names_obj, "names must be a sequence of str");
     if (seq == NULL) {
@@ -856,6 +865,15 @@ static PyObject *Snapshot_folded(SnapshotObject *self, PyObject *args)
     if (hits == NULL) {
         goto done;
     }
+    /* Each path of names is written into sb once: stacks that differ only in
+     * their lines, or whose functions share names, give the same text and
+     * are merged into one line. */
+    paths = PyMem_Malloc((self->db.stacks.len + 1) * sizeof(path_t));
+    if (paths == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    size_t npaths = 0;
     const oxp_stack_t *stacks = oxp_db_stacks(&self->db);
     const oxp_frame_t *frames = oxp_db_frames(&self->db);
     for (size_t s = 0; s < self->db.stacks.len; s++) {
@@ -863,6 +881,7 @@ static PyObject *Snapshot_folded(SnapshotObject *self, PyObject *args)
             continue;
         }
         const oxp_frame_t *fr = frames + stacks[s].offset;
+        size_t line_start = sb.len;
         for (uint32_t k = stacks[s].depth; k-- > 0;) {
             size_t start = sb.len;
             if (sb_put(&sb, names[fr[k].func], (size_t)lens[fr[k].func]) < 0 || (k && sb_put(&sb, ";", 1) < 0)) {
@@ -876,15 +895,44 @@ static PyObject *Snapshot_folded(SnapshotObject *self, PyObject *args)
                 }
             }
         }
+        size_t len = sb.len - line_start;
+        uint32_t h = oxp_hash_bytes(sb.data + line_start, len, 0xf0u);
+        uint32_t found = UINT32_MAX;
+        for (uint32_t q = h & ix.mask; ix.mask && ix.slots[q]; q = (q + 1) & ix.mask) {
+            uint32_t id = (uint32_t)(ix.slots[q] & 0xffffffffu) - 1;
+            if ((uint32_t)(ix.slots[q] >> 32) == h && paths[id].len == len &&
+                memcmp(sb.data + paths[id].offset, sb.data + line_start, len) == 0) {
+                found = id;
+                break;
+            }
+        }
+        if (found != UINT32_MAX) {
+            paths[found].hits += hits[s];
+            sb.len = line_start; /* already written */
+            continue;
+        }
+        if (oxp_index_needs_grow(&ix) && oxp_index_resize(&ix, ix.mask ? (ix.mask + 1) * 2 : 1024) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        paths[npaths].offset = line_start;
+        paths[npaths].len = len;
+        paths[npaths].hits = hits[s];
+        oxp_index_put(&ix, h, (uint32_t)npaths++);
+    }
+    for (size_t i = 0; i < npaths; i++) {
         char num[32];
-        int n = snprintf(num, sizeof(num), " %llu\n", (unsigned long long)hits[s]);
-        if (sb_put(&sb, num, (size_t)n) < 0) {
+        int n = snprintf(num, sizeof(num), " %llu\n", (unsigned long long)paths[i].hits);
+        if (sb_put(&out, sb.data + paths[i].offset, paths[i].len) < 0 || sb_put(&out, num, (size_t)n) < 0) {
             PyErr_NoMemory();
             goto done;
         }
     }
-    result = PyUnicode_DecodeUTF8(sb.data ? sb.data : "", (Py_ssize_t)sb.len, "replace");
+    result = PyUnicode_DecodeUTF8(out.data ? out.data : "", (Py_ssize_t)out.len, "replace");
 done:
+    oxp_index_free(&ix);
+    PyMem_Free(paths);
+    PyMem_Free(out.data);
     release_mask(&view);
     Py_XDECREF(seq);
     PyMem_Free(names);

@@ -497,6 +497,12 @@ def test_snapshot_from_raw_tuples() -> None:
     assert profile.threads[1].name == "Thread-22"
     assert profile.filter(labels=["ep"]).total_samples == 2
     assert sorted(profile.folded(["m", "w"]).splitlines()) == ["m 3", "m;w 7"]
+    # Paths that read the same (same names, other lines or other functions)
+    # are one line: folded consumers would otherwise count them twice.
+    same = _engine.Snapshot.from_raw(funcs, threads, [], [((1, 12), (0, 3)), ((1, 13), (0, 3)), ((0, 4),)],
+                                     [(0, -1, 0, 5, 0, 0), (0, -1, 1, 2, 0, 0), (1, -1, 2, 3, 0, 0)])
+    assert sorted(ox_profile.Profile(same, {}).folded(["m", "w"]).splitlines()) == ["m 3", "m;w 7"]
+    assert ox_profile.Profile(same, {}).folded(["x", "x"]).splitlines() == ["x;x 7", "x 3"]
     assert profile.flame_tree() == [-1, 10, 0, [[0, 10, 3, [[1, 7, 7, []]]]]]
     for bad in ([("x",)], [(1, 2, 3, 4, 5)]):
         with pytest.raises((TypeError, ValueError)):

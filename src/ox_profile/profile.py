@@ -254,13 +254,7 @@ class Profile:
 
     def folded(self, names: Optional[Sequence[str]] = None) -> str:
         """Brendan Gregg's folded stacks: ``root;...;leaf count`` per line."""
-        text = self._snap.folded(self._mask, list(names if names is not None else self.frame_names()))
-        # Stacks that differ only in line numbers fold to the same text.
-        merged: Dict[str, int] = {}
-        for line in text.splitlines():
-            path, _, count = line.rpartition(" ")
-            merged[path] = merged.get(path, 0) + int(count)
-        return "".join("%s %d\n" % item for item in merged.items())
+        return self._snap.folded(self._mask, list(names if names is not None else self.frame_names()))
 
     def flame_tree(self) -> list:
         """The call tree as nested ``[function, total, self, children]`` lists
