@@ -163,6 +163,17 @@ static void state_free(nogil_state_t *st)
 
 /* Makes room for `need` raw frames in a tick (and the per-code arrays).
  * 0 / -1. */
+/* p resized to n bytes; on failure p itself, and *failed is set. */
+static void *grow(void *p, size_t n, int *failed)
+{
+    void *q = *failed ? NULL : realloc(p, n);
+    if (q == NULL) {
+        *failed = 1;
+        return p;
+    }
+    return q;
+}
+
 static int reserve_frames(nogil_state_t *st, size_t need)
 {
     if (need <= st->raw_cap) {
@@ -172,36 +183,18 @@ static int reserve_frames(nogil_state_t *st, size_t need)
     while (cap < need) {
         cap *= 2;
     }
-    raw_frame_t *raw = realloc(st->raw, cap * sizeof(raw_frame_t));
-    if (raw == NULL) {
+    /* Arrays that grew before a failure stay valid; raw_cap keeps the size
+     * all of them have. */
+    int failed = 0;
+    st->raw = grow(st->raw, cap * sizeof(raw_frame_t), &failed);
+    st->slots = grow(st->slots, 2 * cap * sizeof(code_slot_t), &failed);
+    st->headers = grow(st->headers, cap * CODE_HEADER, &failed);
+    st->header_ok = grow(st->header_ok, cap, &failed);
+    st->local = grow(st->local, cap * sizeof(struct iovec), &failed);
+    st->remote = grow(st->remote, cap * sizeof(struct iovec), &failed);
+    if (failed) {
         return -1;
     }
-    st->raw = raw;
-    code_slot_t *slots = realloc(st->slots, 2 * cap * sizeof(code_slot_t));
-    if (slots == NULL) {
-        return -1;
-    }
-    st->slots = slots;
-    char *headers = realloc(st->headers, cap * CODE_HEADER);
-    if (headers == NULL) {
-        return -1;
-    }
-    st->headers = headers;
-    uint8_t *ok = realloc(st->header_ok, cap);
-    if (ok == NULL) {
-        return -1;
-    }
-    st->header_ok = ok;
-    struct iovec *local = realloc(st->local, cap * sizeof(struct iovec));
-    if (local == NULL) {
-        return -1;
-    }
-    st->local = local;
-    struct iovec *remote = realloc(st->remote, cap * sizeof(struct iovec));
-    if (remote == NULL) {
-        return -1;
-    }
-    st->remote = remote;
     st->raw_cap = cap;
     return 0;
 }
