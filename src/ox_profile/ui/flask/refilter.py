@@ -19,6 +19,8 @@ import re
 import time
 from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
+from ox_profile import _validate
+
 try:  # CPython 3.11+
     from re import _constants as _C  # type: ignore[attr-defined]
     from re import _parser as _P  # type: ignore[attr-defined]
@@ -28,8 +30,8 @@ except ImportError:  # pragma: no cover - older layout
 
 __all__ = ["SafeFilter", "FilterError", "FilterTooCostly", "MAX_PATTERN_LENGTH"]
 
-#: Longest pattern accepted.
-MAX_PATTERN_LENGTH = 200
+#: Longest pattern accepted (the API's limit too).
+MAX_PATTERN_LENGTH = _validate.MAX_FILTER_LENGTH
 #: Most automaton states a pattern may expand to (counted repeats expand).
 MAX_STATES = 4000
 #: Most cached subset states before the cache is dropped.

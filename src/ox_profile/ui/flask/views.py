@@ -42,6 +42,7 @@ from flask import (Response, current_app, flash, g, jsonify, redirect, render_te
                    request, send_from_directory, session, url_for)
 
 from ox_profile import web
+from ox_profile import _validate
 from ox_profile.ui.flask import OX_PROF_BP, OxProfBlueprint, ReqRecord
 from ox_profile.ui.flask.access import check_access
 from ox_profile.ui.flask.refilter import MAX_PATTERN_LENGTH, FilterError, SafeFilter
@@ -53,9 +54,9 @@ __all__ = ["OX_PROF_BP", "OxProfBlueprint", "ReqRecord", "BadParameter"]
 DEFAULT_MAX_RECORDS = 50
 #: Largest max_records accepted.
 MAX_MAX_RECORDS = 10000
-#: Sampling interval bounds, in seconds.
-MIN_INTERVAL = 0.0001
-MAX_INTERVAL = 10.0
+#: Sampling interval bounds, in seconds: the engine's.
+MIN_INTERVAL = _validate.MIN_INTERVAL
+MAX_INTERVAL = _validate.MAX_INTERVAL
 #: Longest endpoint name accepted as a selection.
 MAX_ENDPOINT_LENGTH = 200
 
@@ -181,10 +182,11 @@ def parse_interval(raw: Optional[str]) -> float:
         value = float(raw)
     except ValueError:
         raise BadParameter("interval must be a number of seconds, not %s." % _echo(raw)) from None
-    if not math.isfinite(value) or not MIN_INTERVAL <= value <= MAX_INTERVAL:
+    try:
+        return _validate.interval(value)
+    except ValueError:
         raise BadParameter("interval must be between %g and %g seconds, not %s."
-                           % (MIN_INTERVAL, MAX_INTERVAL, _echo(raw)))
-    return value
+                           % (MIN_INTERVAL, MAX_INTERVAL, _echo(raw))) from None
 
 
 def parse_max_records(raw: Optional[str]) -> int:
