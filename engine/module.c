@@ -131,6 +131,18 @@ static PyObject *Database_capture_now(DatabaseObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+typedef struct {
+    unsigned long long ident;
+    const char *name; /* Borrowed UTF-8 of a str in the argument dict */
+    Py_ssize_t len;
+} named_t;
+
+static int cmp_named(const void *a, const void *b)
+{
+    unsigned long long x = ((const named_t *)a)->ident, y = ((const named_t *)b)->ident;
+    return x < y ? -1 : (x > y);
+}
+
 /* set_thread_names({ident: name}): names every thread row with that ident. */
 static PyObject *Database_set_thread_names(DatabaseObject *self, PyObject *mapping)
 {
@@ -143,16 +155,13 @@ static PyObject *Database_set_thread_names(DatabaseObject *self, PyObject *mappi
     }
     /* Convert first (may raise), then write under the lock. */
     Py_ssize_t n = PyDict_Size(mapping), pos = 0, i = 0;
-    unsigned long long *idents = PyMem_Malloc(((size_t)n + 1) * sizeof(unsigned long long));
-    const char **names = PyMem_Malloc(((size_t)n + 1) * sizeof(char *));
-    Py_ssize_t *lens = PyMem_Malloc(((size_t)n + 1) * sizeof(Py_ssize_t));
+    named_t *named = PyMem_Malloc(((size_t)n + 1) * sizeof(named_t));
     PyObject *key, *value;
-    if (idents == NULL || names == NULL || lens == NULL) {
-        PyErr_NoMemory();
-        goto error;
+    if (named == NULL) {
+        return PyErr_NoMemory();
     }
     while (PyDict_Next(mapping, &pos, &key, &value)) {
-        idents[i] = PyLong_AsUnsignedLongLong(key);
+        named[i].ident = PyLong_AsUnsignedLongLong(key);
         if (PyErr_Occurred()) {
             goto error;
         }
@@ -160,31 +169,28 @@ static PyObject *Database_set_thread_names(DatabaseObject *self, PyObject *mappi
             PyErr_SetString(PyExc_TypeError, "thread names must be str");
             goto error;
         }
-        names[i] = PyUnicode_AsUTF8AndSize(value, &lens[i]);
-        if (names[i] == NULL) {
+        named[i].name = PyUnicode_AsUTF8AndSize(value, &named[i].len);
+        if (named[i].name == NULL) {
             goto error;
         }
         i++;
     }
+    /* Sorted by ident, so each thread finds its name by binary search. */
+    qsort(named, (size_t)i, sizeof(named_t), cmp_named);
     pthread_mutex_lock(&self->db.lock);
     const oxp_thread_t *threads = oxp_db_threads(&self->db);
     for (size_t t = 0; t < self->db.threads.len; t++) {
-        for (Py_ssize_t k = 0; k < i; k++) {
-            if (threads[t].ident == idents[k]) {
-                (void)oxp_db_thread_set_name(&self->db, (oxp_id_t)t, names[k], (size_t)lens[k]);
-                break;
-            }
+        named_t probe = {threads[t].ident, NULL, 0};
+        const named_t *hit = bsearch(&probe, named, (size_t)i, sizeof(named_t), cmp_named);
+        if (hit != NULL) {
+            (void)oxp_db_thread_set_name(&self->db, (oxp_id_t)t, hit->name, (size_t)hit->len);
         }
     }
     pthread_mutex_unlock(&self->db.lock);
-    PyMem_Free(idents);
-    PyMem_Free(names);
-    PyMem_Free(lens);
+    PyMem_Free(named);
     Py_RETURN_NONE;
 error:
-    PyMem_Free(idents);
-    PyMem_Free(names);
-    PyMem_Free(lens);
+    PyMem_Free(named);
     return NULL;
 }
 
