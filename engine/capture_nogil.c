@@ -1034,6 +1034,7 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
     if (_Py_atomic_load_relaxed(&_PyRuntime._finalizing) != 0) {
         return;
     }
+    oxp_saferead_tick();
     nogil_state_t *st = state_get(s);
     if (st == NULL) {
         pthread_mutex_lock(&db->lock);

@@ -474,7 +474,7 @@ static PyObject *Sampler_stats(SamplerObject *self, PyObject *unused)
     const char *reader = self->s.backend == OXP_BACKEND_NOGIL ? oxp_saferead_name() : "C API";
     return Py_BuildValue(
         "{s:s,s:s,s:s,s:s,s:d,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:d,s:d,s:d,s:d,s:d,s:N,s:K,s:n,s:n,s:K,s:d,s:d,s:O,s:O,"
-        "s:O,s:K,s:K,s:K,s:d,s:K,s:d,s:d}",
+        "s:O,s:K,s:K,s:K,s:d,s:K,s:d,s:d,s:K}",
         "mode", self->s.mode == OXP_MODE_CPU ? "cpu" : "wall", "backend",
         self->s.backend == OXP_BACKEND_NOGIL ? "nogil" : "gil", "backend_note",
         self->backend_note ? self->backend_note : "", "reader", reader, "interval", (double)interval_ns / 1e9,
@@ -491,7 +491,8 @@ static PyObject *Sampler_stats(SamplerObject *self, PyObject *unused)
         (unsigned long long)st.cache_misses, "retried", (unsigned long long)st.retried,
         "gil_wait_mean_us", st.ticks ? (double)st.gil_wait_total_ns / (double)st.ticks / 1e3 : 0.0, "memo_hits",
         (unsigned long long)st.memo_hits, "sampler_cpu_s", (double)st.thread_cpu_ns / 1e9, "sampler_cpu_percent",
-        span > 0 ? 100.0 * (double)st.thread_cpu_ns / 1e9 / span : 0.0);
+        span > 0 ? 100.0 * (double)st.thread_cpu_ns / 1e9 / span : 0.0, "read_faults",
+        (unsigned long long)oxp_saferead_faults());
 }
 
 static PyObject *Sampler_reset_stats(SamplerObject *self, PyObject *unused)
@@ -592,6 +593,46 @@ static PyObject *engine_nogil_available(PyObject *module, PyObject *unused)
     return Py_BuildValue("(Os)", ok ? Py_True : Py_False, ok ? oxp_saferead_name() : why);
 }
 
+/* _saferead(address, n): reads memory the way the capture does, on the
+ * calling thread (bytes, or None when unreadable), for tests. */
+static PyObject *engine_saferead(PyObject *module, PyObject *args)
+{
+    (void)module;
+    unsigned long long addr;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "Kn:_saferead", &addr, &n)) {
+        return NULL;
+    }
+    if (n < 0 || n > (1 << 20)) {
+        PyErr_SetString(PyExc_ValueError, "n must be between 0 and 1 MiB");
+        return NULL;
+    }
+    const char *why = "";
+    if (!oxp_capture_nogil_available(&why)) {
+        PyErr_Format(PyExc_RuntimeError, "no reader: %s", why);
+        return NULL;
+    }
+    char *buf = PyMem_Malloc((size_t)n + 1);
+    if (buf == NULL) {
+        return PyErr_NoMemory();
+    }
+    (void)oxp_saferead_install();
+    oxp_saferead_thread_begin();
+    oxp_saferead_tick();
+    int rc = oxp_saferead(buf, (uintptr_t)addr, (size_t)n);
+    oxp_saferead_thread_end();
+    PyObject *out = rc == 0 ? PyBytes_FromStringAndSize(buf, n) : Py_NewRef(Py_None);
+    PyMem_Free(buf);
+    return out;
+}
+
+static PyObject *engine_saferead_faults(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return PyLong_FromUnsignedLongLong(oxp_saferead_faults());
+}
+
 /* _addr2line(code, lasti): our line-table decoder, for tests against
  * PyCode_Addr2Line. */
 static PyObject *engine_addr2line(PyObject *module, PyObject *args)
@@ -617,6 +658,8 @@ static PyMethodDef engine_methods[] = {
     {"get_label", engine_get_label, METH_NOARGS, "This thread's label, or None."},
     {"_shutdown", engine_shutdown, METH_NOARGS, "Stop every sampler (registered with atexit)."},
     {"nogil_available", engine_nogil_available, METH_NOARGS, "(available, reader or reason)."},
+    {"_saferead", engine_saferead, METH_VARARGS, "_saferead(address, n) -> bytes or None (test helper)."},
+    {"_read_faults", engine_saferead_faults, METH_NOARGS, "Faults caught by the direct reader (process-wide)."},
     {"_addr2line", engine_addr2line, METH_VARARGS, "_addr2line(code, lasti) -> line (test helper)."},
     {NULL, NULL, 0, NULL},
 };

@@ -4,15 +4,203 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* Written once by oxp_saferead_init (GIL held, before any sampler runs) and
- * in the fork child; read by sampler threads. */
-static oxp_reader_t reader = OXP_READER_NONE;
+/* Written by oxp_saferead_init (GIL held, before any sampler runs) and in the
+ * fork child; read by sampler threads. */
+static oxp_reader_t reader = OXP_READER_NONE;   /* the primary reader */
+static oxp_reader_t fallback = OXP_READER_NONE; /* vm or procmem: unguarded threads, lost handler */
 static pid_t self_pid;
 static int mem_fd = -1;
+
+/* -- the direct reader's guard ------------------------------------------- */
+
+/* A copy that faults jumps back to where it started through its thread's
+ * guard.  The fault handler finds the guard by thread, without locks. */
+typedef struct {
+    _Atomic unsigned long owner;  /* pthread_self() of the holder, 0: free (slot assignment under guard_lock) */
+    volatile sig_atomic_t active; /* a direct copy is in progress (owner thread only) */
+    int usable;                   /* this tick our handler is the installed one (owner thread only) */
+    sigjmp_buf env;               /* the copy's return point (owner thread only) */
+} guard_t;
+
+#define GUARD_SLOTS 64
+static guard_t guards[GUARD_SLOTS];
+static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER; /* guards slot assignment */
+static _Thread_local guard_t *my_guard; /* this thread's slot, or NULL */
+
+/* The handlers that were installed before ours (written once by
+ * oxp_saferead_install before ours goes in, read by the handler). */
+static struct sigaction prev_segv, prev_bus;
+static atomic_int installed;
+static atomic_uint_fast64_t faults;
+
+#if defined(__SANITIZE_ADDRESS__)
+#define DIRECT_SUPPORTED 0 /* ASan would report the copies of memory freed under us */
+#else
+#define DIRECT_SUPPORTED 1
+#endif
+
+/* A fault that is not ours: what would have happened without us. */
+static void pass_on(int sig, siginfo_t *info, void *ctx)
+{
+    const struct sigaction *prev = sig == SIGBUS ? &prev_bus : &prev_segv;
+    if (prev->sa_handler == SIG_IGN && info->si_code <= 0) {
+        return; /* sent by someone, and ignored */
+    }
+    if (prev->sa_handler == SIG_DFL || prev->sa_handler == SIG_IGN) {
+        /* The default action: put it back and let the fault happen again
+         * (or re-send what was sent; it stays blocked until we return). */
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof(dfl));
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sigaction(sig, &dfl, NULL);
+        if (info->si_code <= 0) {
+            raise(sig);
+        }
+        return;
+    }
+    if (prev->sa_flags & SA_SIGINFO) {
+        prev->sa_sigaction(sig, info, ctx);
+    } else {
+        prev->sa_handler(sig);
+    }
+}
+
+static void on_fault(int sig, siginfo_t *info, void *ctx)
+{
+    if (info->si_code > 0) { /* raised by the kernel for this thread's access */
+        unsigned long self = (unsigned long)pthread_self();
+        for (int i = 0; i < GUARD_SLOTS; i++) {
+            guard_t *g = &guards[i];
+            if (g->active && atomic_load_explicit(&g->owner, memory_order_relaxed) == self) {
+                siglongjmp(g->env, 1);
+            }
+        }
+    }
+    pass_on(sig, info, ctx);
+}
+
+static int handler_is_ours(int sig)
+{
+    struct sigaction cur;
+    return sigaction(sig, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_fault;
+}
+
+int oxp_saferead_install(void)
+{
+    if (reader != OXP_READER_DIRECT || atomic_load(&installed)) {
+        return 0;
+    }
+    /* Read the old handlers before ours can run. */
+    if (sigaction(SIGSEGV, NULL, &prev_segv) < 0 || sigaction(SIGBUS, NULL, &prev_bus) < 0) {
+        return -1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_fault;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK; /* on the alternate stack if the thread has one (stack overflow) */
+    if (sigaction(SIGSEGV, &sa, NULL) < 0) {
+        return -1;
+    }
+    if (sigaction(SIGBUS, &sa, NULL) < 0) {
+        sigaction(SIGSEGV, &prev_segv, NULL);
+        return -1;
+    }
+    atomic_store(&installed, 1);
+    return 0;
+}
+
+void oxp_saferead_thread_begin(void)
+{
+    if (reader != OXP_READER_DIRECT || my_guard != NULL) {
+        return;
+    }
+    unsigned long self = (unsigned long)pthread_self();
+    pthread_mutex_lock(&guard_lock);
+    for (int i = 0; i < GUARD_SLOTS; i++) {
+        if (atomic_load(&guards[i].owner) == 0) {
+            guards[i].active = 0;
+            guards[i].usable = 0;
+            atomic_store(&guards[i].owner, self);
+            my_guard = &guards[i];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&guard_lock);
+    if (my_guard != NULL) {
+        /* A fault in a copy must reach the handler, never the default action. */
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGSEGV);
+        sigaddset(&set, SIGBUS);
+        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    }
+}
+
+void oxp_saferead_thread_end(void)
+{
+    if (my_guard == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&guard_lock);
+    my_guard->usable = 0;
+    atomic_store(&my_guard->owner, 0);
+    pthread_mutex_unlock(&guard_lock);
+    my_guard = NULL;
+}
+
+void oxp_saferead_tick(void)
+{
+    guard_t *g = my_guard;
+    if (g != NULL) {
+        g->usable = atomic_load(&installed) && handler_is_ours(SIGSEGV) && handler_is_ours(SIGBUS);
+    }
+}
+
+uint64_t oxp_saferead_faults(void) { return (uint64_t)atomic_load(&faults); }
+
+/* Copies segments until one faults; returns how many were copied whole. */
+static size_t direct_readv(guard_t *g, const struct iovec *local, const struct iovec *remote, size_t count)
+{
+    volatile size_t done = 0;
+    if (sigsetjmp(g->env, 0) != 0) {
+        g->active = 0;
+        /* We left the handler by a jump: the signal is still blocked here. */
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGSEGV);
+        sigaddset(&set, SIGBUS);
+        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+        atomic_fetch_add_explicit(&faults, 1, memory_order_relaxed);
+        return done;
+    }
+    g->active = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    for (size_t i = 0; i < count; i++) {
+        uintptr_t src = (uintptr_t)remote[i].iov_base;
+        size_t n = local[i].iov_len;
+        if (remote[i].iov_len != n || src < 4096 || n > UINTPTR_MAX - src) {
+            break;
+        }
+        memcpy(local[i].iov_base, (const void *)src, n);
+        atomic_signal_fence(memory_order_seq_cst);
+        done = i + 1;
+    }
+    atomic_signal_fence(memory_order_seq_cst);
+    g->active = 0;
+    return done;
+}
+
+/* -- the system-call readers ----------------------------------------------- */
 
 static int probe_vm(void)
 {
@@ -54,24 +242,39 @@ int oxp_saferead_init(void)
     }
     self_pid = getpid();
     const char *force = getenv("OX_PROFILE_READER");
-    int want_vm = force == NULL || strcmp(force, "vm") == 0 || force[0] == '\0';
-    int want_mem = force == NULL || strcmp(force, "procmem") == 0 || force[0] == '\0';
+    int any = force == NULL || force[0] == '\0';
+    int want_direct = any || strcmp(force, "direct") == 0;
+    int want_mem = any || want_direct || strcmp(force, "procmem") == 0;
+    int want_vm = any || want_direct || strcmp(force, "vm") == 0;
     if (want_vm && probe_vm() == 0) {
-        reader = OXP_READER_VM;
-        return 0;
+        fallback = OXP_READER_VM;
+    } else if (want_mem && open_procmem() == 0) {
+        fallback = OXP_READER_PROCMEM;
     }
-    if (want_mem && open_procmem() == 0) {
-        reader = OXP_READER_PROCMEM;
-        return 0;
-    }
-    return -1;
+    reader = want_direct && DIRECT_SUPPORTED ? OXP_READER_DIRECT : fallback;
+    return reader == OXP_READER_NONE ? -1 : 0;
 }
 
-oxp_reader_t oxp_saferead_kind(void) { return reader; }
+/* Whether our handler was installed and someone has put theirs in since. */
+static int handler_replaced(void)
+{
+    return atomic_load(&installed) && !(handler_is_ours(SIGSEGV) && handler_is_ours(SIGBUS));
+}
+
+oxp_reader_t oxp_saferead_kind(void)
+{
+    return reader == OXP_READER_DIRECT && handler_replaced() ? fallback : reader;
+}
 
 const char *oxp_saferead_name(void)
 {
+    if (reader == OXP_READER_DIRECT && handler_replaced()) {
+        return fallback == OXP_READER_VM ? "process_vm_readv (fault handler replaced)"
+                                         : "/proc/self/mem (fault handler replaced)";
+    }
     switch (reader) {
+    case OXP_READER_DIRECT:
+        return "direct";
     case OXP_READER_VM:
         return "process_vm_readv";
     case OXP_READER_PROCMEM:
@@ -79,6 +282,12 @@ const char *oxp_saferead_name(void)
     default:
         return "none";
     }
+}
+
+static guard_t *usable_guard(void)
+{
+    guard_t *g = my_guard;
+    return g != NULL && g->usable ? g : NULL;
 }
 
 int oxp_saferead(void *dst, uintptr_t src, size_t n)
@@ -89,12 +298,16 @@ int oxp_saferead(void *dst, uintptr_t src, size_t n)
     if (src < 4096) {
         return -1;
     }
-    if (reader == OXP_READER_VM) {
-        struct iovec l = {dst, n};
-        struct iovec r = {(void *)src, n};
+    struct iovec l = {dst, n};
+    struct iovec r = {(void *)src, n};
+    guard_t *g = usable_guard();
+    if (g != NULL) {
+        return direct_readv(g, &l, &r, 1) == 1 ? 0 : -1;
+    }
+    if (fallback == OXP_READER_VM) {
         return process_vm_readv(self_pid, &l, 1, &r, 1, 0) == (ssize_t)n ? 0 : -1;
     }
-    if (reader == OXP_READER_PROCMEM && mem_fd >= 0) {
+    if (fallback == OXP_READER_PROCMEM && mem_fd >= 0) {
         return pread(mem_fd, dst, n, (off_t)src) == (ssize_t)n ? 0 : -1;
     }
     return -1;
@@ -102,8 +315,12 @@ int oxp_saferead(void *dst, uintptr_t src, size_t n)
 
 size_t oxp_safereadv(const struct iovec *local, const struct iovec *remote, size_t count)
 {
+    guard_t *g = usable_guard();
+    if (g != NULL) {
+        return direct_readv(g, local, remote, count);
+    }
     size_t done = 0;
-    if (reader == OXP_READER_VM) {
+    if (fallback == OXP_READER_VM) {
         while (done < count) {
             size_t batch = count - done > 1024 ? 1024 : count - done;
             ssize_t got = process_vm_readv(self_pid, local + done, batch, remote + done, batch, 0);
@@ -135,10 +352,21 @@ size_t oxp_safereadv(const struct iovec *local, const struct iovec *remote, size
 void oxp_saferead_after_fork_child(void)
 {
     self_pid = getpid();
-    if (reader == OXP_READER_PROCMEM) {
+    /* Only the forking thread exists here: no sampler holds a guard. */
+    pthread_mutex_init(&guard_lock, NULL);
+    for (int i = 0; i < GUARD_SLOTS; i++) {
+        guards[i].active = 0;
+        guards[i].usable = 0;
+        atomic_store(&guards[i].owner, 0);
+    }
+    my_guard = NULL;
+    if (fallback == OXP_READER_PROCMEM) {
         /* The inherited descriptor reads the parent's memory. */
         if (open_procmem() < 0) {
-            reader = OXP_READER_NONE;
+            fallback = OXP_READER_NONE;
+            if (reader == OXP_READER_PROCMEM) {
+                reader = OXP_READER_NONE;
+            }
         }
     }
 }

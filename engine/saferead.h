@@ -1,6 +1,17 @@
 /* Reading this process's memory in a way that cannot crash it when a pointer
- * has gone stale: process_vm_readv on our own pid, else pread on
- * /proc/self/mem.  Used by the GIL-free capture for everything it reads. */
+ * has gone stale.  Used by the GIL-free capture for everything it reads.
+ *
+ * Three readers:
+ *   direct   a plain copy on a sampler thread, guarded by a SIGSEGV/SIGBUS
+ *            handler that turns a fault during the copy into a failed read
+ *            (faults anywhere else go on to the handler that was there
+ *            before, or to the default action).  No system call per read.
+ *   vm       process_vm_readv on our own pid.
+ *   procmem  pread on /proc/self/mem.
+ * direct is the default where it can be installed; a thread without a
+ * guard, or a tick where someone else's handler has replaced ours, reads
+ * with the fallback (vm, else procmem).  OX_PROFILE_READER=direct|vm|procmem
+ * restricts the choice. */
 #ifndef OXP_SAFEREAD_H
 #define OXP_SAFEREAD_H
 
@@ -8,12 +19,31 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-typedef enum { OXP_READER_NONE = 0, OXP_READER_VM = 1, OXP_READER_PROCMEM = 2 } oxp_reader_t;
+typedef enum {
+    OXP_READER_NONE = 0,
+    OXP_READER_VM = 1,
+    OXP_READER_PROCMEM = 2,
+    OXP_READER_DIRECT = 3
+} oxp_reader_t;
 
-/* Picks a reader (OX_PROFILE_READER=vm|procmem forces one).  0 / -1. */
+/* Picks the readers (GIL held, before any sampler runs).  0 / -1. */
 int oxp_saferead_init(void);
+/* The reader a guarded sampler thread uses now (the fallback once our fault
+ * handler has been replaced). */
 oxp_reader_t oxp_saferead_kind(void);
 const char *oxp_saferead_name(void);
+/* Installs the fault handler for the direct reader, once per process
+ * (GIL held).  Without it every read uses the fallback.  0 / -1. */
+int oxp_saferead_install(void);
+/* A sampler thread takes a guard before its first read and gives it back
+ * before it ends; without one its reads use the fallback. */
+void oxp_saferead_thread_begin(void);
+void oxp_saferead_thread_end(void);
+/* Once per tick on a guarded thread: checks that our fault handler is still
+ * the installed one; if not, this tick's reads use the fallback. */
+void oxp_saferead_tick(void);
+/* Faults caught during direct reads, process-wide. */
+uint64_t oxp_saferead_faults(void);
 /* Copies n bytes at address src into dst.  0, or -1 if any byte is unreadable. */
 int oxp_saferead(void *dst, uintptr_t src, size_t n);
 /* Reads up to `count` (local, remote) pairs, stopping at the first that

@@ -268,6 +268,9 @@ static void *sampler_main(void *arg)
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
     prctl(PR_SET_NAME, "ox_profile", 0UL, 0UL, 0UL);
     uint64_t tid = (uint64_t)syscall(SYS_gettid);
+    if (s->backend == OXP_BACKEND_NOGIL) {
+        oxp_saferead_thread_begin();
+    }
     pthread_mutex_lock(&s->db->lock);
     s->sampler_native_id = tid;
     pthread_mutex_unlock(&s->db->lock);
@@ -328,6 +331,7 @@ static void *sampler_main(void *arg)
         pthread_cond_broadcast(&s->tick_done);
     }
     pthread_mutex_unlock(&s->state_lock);
+    oxp_saferead_thread_end();
     oxp_capture_gil_thread_exit(s);
     /* Its final CPU time, for the statistics once it is gone. */
     struct timespec cpu;
@@ -352,6 +356,10 @@ int oxp_sampler_start(oxp_sampler_t *s, int paused)
     s->reschedule = 0;
     s->forked = 0;
     s->pid = getpid();
+    if (s->backend == OXP_BACKEND_NOGIL) {
+        /* Without it the capture reads through system calls: slower, as safe. */
+        (void)oxp_saferead_install();
+    }
 
     /* The thread must never run a Python signal handler: block everything
      * while creating it so that it inherits a full mask. */
