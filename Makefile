@@ -64,7 +64,7 @@ test-asan: $(VENV)/.stamp
 	  ../../tests/test_stress.py ../../tests/test_engine.py
 
 valgrind: build
-	$(VPY) tools/valgrind_check.py -- $(VPY) tests/stress_program.py --seconds 2 --interval 0.001
+	OX_PROFILE_READER=vm $(VPY) tools/valgrind_check.py -- $(VPY) tests/stress_program.py --seconds 2 --interval 0.001
 	$(VPY) tools/valgrind_check.py -- $(VPY) tests/stress_program.py --seconds 2 --interval 0.001 --backend gil
 
 bench: build
