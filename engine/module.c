@@ -454,7 +454,7 @@ static PyObject *Sampler_stats(SamplerObject *self, PyObject *unused)
 
     double mean = st.interval_n ? st.interval_mean_ns / 1e9 : 0.0;
     double stdev = st.interval_n > 1 ? sqrt(st.interval_m2 / (double)st.interval_n) / 1e9 : 0.0;
-    double span = st.ticks > 1 ? (double)(st.last_tick_ns - st.first_tick_ns) / 1e9 : 0.0;
+    double span = st.ticks > 1 ? (double)(st.last_tick_ns - st.first_tick_ns - st.paused_ns) / 1e9 : 0.0;
     double rate = span > 0 ? (double)(st.ticks - 1) / span : 0.0;
     PyObject *dropped = PyDict_New();
     if (dropped == NULL) {

@@ -242,7 +242,12 @@ static void sampler_tick(oxp_sampler_t *s, int64_t tick_start, uint64_t tick_no)
     uint64_t cost = spent > 0 ? (uint64_t)spent : 0;
     pthread_mutex_lock(&s->db->lock);
     oxp_stats_t *st = &s->stats;
-    if (st->ticks > 0) {
+    if (st->ticks > 0 && s->resumed) {
+        /* The first tick after a pause: the gap is not an interval, and
+         * the rate and CPU share count only the time spent running. */
+        int64_t gap = tick_start - st->last_tick_ns - s->interval_ns;
+        st->paused_ns += gap > 0 ? gap : 0;
+    } else if (st->ticks > 0) {
         double x = (double)(tick_start - st->last_tick_ns);
         st->interval_n++;
         double delta = x - st->interval_mean_ns;
@@ -252,6 +257,7 @@ static void sampler_tick(oxp_sampler_t *s, int64_t tick_start, uint64_t tick_no)
         st->first_tick_ns = tick_start;
     }
     st->last_tick_ns = tick_start;
+    s->resumed = 0;
     st->ticks++;
     st->capture_total_ns += cost;
     st->gil_wait_total_ns += (uint64_t)(waited > 0 ? waited : 0);
@@ -281,6 +287,7 @@ static void *sampler_main(void *arg)
     while (s->state == OXP_RUNNING) {
         if (s->paused) {
             pthread_cond_wait(&s->wake, &s->state_lock);
+            s->resumed = 1;
             next = oxp_now_ns() + s->interval_ns;
             s->reschedule = 0;
             continue;

@@ -53,6 +53,7 @@ typedef struct {
     uint64_t thread_cpu_ns;    /* the sampler thread's CPU time when it ended (wakeups included) */
     int64_t first_tick_ns;     /* CLOCK_MONOTONIC of the first tick */
     int64_t last_tick_ns;
+    int64_t paused_ns;         /* time between first_tick_ns and last_tick_ns spent paused */
     uint64_t cache_misses;     /* code objects resolved (nogil) */
 } oxp_stats_t;
 
@@ -81,6 +82,7 @@ typedef struct oxp_sampler {
     int state;
     int paused;
     int reschedule; /* the interval changed: restart the schedule */
+    int resumed;    /* sampler thread only: the next tick is the first after a pause */
     int64_t interval_ns;
     int thread_started; /* `thread` is joinable */
     pthread_t thread;

@@ -540,3 +540,25 @@ def test_threads_that_ended_keep_their_names(backend: str) -> None:
         t.join()
     profile = prof.snapshot()  # the thread is gone by now
     assert "short-lived-worker" in {th.name for th in profile.threads if th.hits}
+
+
+def test_rate_and_sampler_cpu_count_only_the_time_spent_running(backend: str) -> None:
+    """A pause is not sampling time: after pause/resume the achieved rate
+    and duration cover the running periods only (the Flask status page
+    shows them after every unpause)."""
+    prof = ox_profile.Profiler(interval=0.002, backend=backend)
+    prof.start()
+    try:
+        spin(0.3)
+        prof.pause()
+        time.sleep(1.0)
+        prof.resume()
+        spin(0.3)
+    finally:
+        prof.stop()
+    stats = prof.stats()
+    assert stats["duration"] < 0.9, stats  # 0.6 s of running, not 1.6 s
+    if backend == "nogil":
+        # 500 Hz requested; counting the pause would give under 200 Hz.
+        assert stats["rate_hz"] > 300, stats
+        assert stats["stdev_interval"] < 0.05, stats  # the pause is not one huge interval
