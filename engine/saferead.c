@@ -119,6 +119,15 @@ int oxp_saferead_install(void)
     return 0;
 }
 
+static void unblock_fault_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGSEGV);
+    sigaddset(&set, SIGBUS);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
 void oxp_saferead_thread_begin(void)
 {
     if (reader != OXP_READER_DIRECT || my_guard != NULL) {
@@ -138,11 +147,7 @@ void oxp_saferead_thread_begin(void)
     pthread_mutex_unlock(&guard_lock);
     if (my_guard != NULL) {
         /* A fault in a copy must reach the handler, never the default action. */
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGSEGV);
-        sigaddset(&set, SIGBUS);
-        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+        unblock_fault_signals();
     }
 }
 
@@ -175,11 +180,7 @@ static size_t direct_readv(guard_t *g, const struct iovec *local, const struct i
     if (sigsetjmp(g->env, 0) != 0) {
         g->active = 0;
         /* We left the handler by a jump: the signal is still blocked here. */
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGSEGV);
-        sigaddset(&set, SIGBUS);
-        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+        unblock_fault_signals();
         atomic_fetch_add_explicit(&faults, 1, memory_order_relaxed);
         return done;
     }
