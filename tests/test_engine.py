@@ -99,10 +99,12 @@ def test_recursion_1000_deep(backend: str) -> None:
     finally:
         sys.setrecursionlimit(old)
     profile = prof.snapshot().filter(threads=[threading.get_ident()])
-    deepest = max((s for s in profile.stacks()), key=lambda s: len(s.frames))
-    names = [f.function.name for f in deepest.frames]
-    assert names.count("recurse") == 1001
-    assert names[-1] in ("spin", "spin_until_sampled")
+    full = [[f.function.name for f in s.frames] for s in profile.stacks()]
+    full = [names for names in full if names.count("recurse") == 1001]
+    assert full, "no sample holds all 1001 recursive frames"
+    # The leaf is the test's own helper (or the profiler call it makes: the
+    # gil backend samples where the GIL is handed over, often in there).
+    assert any(names[-1] in ("spin", "spin_until_sampled") for names in full), full[:3]
     stat = {s.function.name: s for s in profile.top()}["recurse"]
     # Counted once per sample, not 1001 times.
     assert stat.total_hits <= profile.total_samples
