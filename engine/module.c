@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -617,10 +618,17 @@ static PyObject *engine_saferead(PyObject *module, PyObject *args)
         return PyErr_NoMemory();
     }
     (void)oxp_saferead_install();
+    /* As on a sampler thread: only the fault signals get through meanwhile. */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     oxp_saferead_thread_begin();
     oxp_saferead_tick();
     int rc = oxp_saferead(buf, (uintptr_t)addr, (size_t)n);
     oxp_saferead_thread_end();
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     PyObject *out = rc == 0 ? PyBytes_FromStringAndSize(buf, n) : Py_NewRef(Py_None);
     PyMem_Free(buf);
     return out;

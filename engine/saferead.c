@@ -26,6 +26,7 @@ static int mem_fd = -1;
 typedef struct {
     _Atomic unsigned long owner;  /* pthread_self() of the holder, 0: free (slot assignment under guard_lock) */
     volatile sig_atomic_t active; /* a direct copy is in progress (owner thread only) */
+    volatile uintptr_t lo, hi;    /* the source range being copied (owner thread only) */
     int usable;                   /* this tick our handler is the installed one (owner thread only) */
     sigjmp_buf env;               /* the copy's return point (owner thread only) */
 } guard_t;
@@ -67,11 +68,35 @@ static void pass_on(int sig, siginfo_t *info, void *ctx)
         }
         return;
     }
+    if (prev->sa_flags & SA_RESETHAND) {
+        /* A one-shot handler: the kernel would have reset it to the
+         * default before running it (it only does so for ours). */
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof(dfl));
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sigaction(sig, &dfl, NULL);
+    }
+    /* Run it with the signals it asked to block. */
+    sigset_t old_mask;
+    pthread_sigmask(SIG_BLOCK, &prev->sa_mask, &old_mask);
     if (prev->sa_flags & SA_SIGINFO) {
         prev->sa_sigaction(sig, info, ctx);
     } else {
         prev->sa_handler(sig);
     }
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+}
+
+/* Whether the fault is the guarded copy's read of its source (not a write
+ * to our own buffer, which would be a bug to let crash). */
+static int fault_in_source(const guard_t *g, const siginfo_t *info)
+{
+    uintptr_t addr = (uintptr_t)info->si_addr;
+    if (info->si_code == SI_KERNEL) {
+        return 1; /* a non-canonical address: the kernel gives no address */
+    }
+    return addr >= g->lo && addr < g->hi;
 }
 
 static void on_fault(int sig, siginfo_t *info, void *ctx)
@@ -80,7 +105,8 @@ static void on_fault(int sig, siginfo_t *info, void *ctx)
         unsigned long self = (unsigned long)pthread_self();
         for (int i = 0; i < GUARD_SLOTS; i++) {
             guard_t *g = &guards[i];
-            if (g->active && atomic_load_explicit(&g->owner, memory_order_relaxed) == self) {
+            if (g->active && atomic_load_explicit(&g->owner, memory_order_relaxed) == self &&
+                fault_in_source(g, info)) {
                 siglongjmp(g->env, 1);
             }
         }
@@ -119,7 +145,7 @@ int oxp_saferead_install(void)
     return 0;
 }
 
-static void unblock_fault_signals(void)
+void oxp_saferead_unblock_faults(void)
 {
     sigset_t set;
     sigemptyset(&set);
@@ -145,10 +171,6 @@ void oxp_saferead_thread_begin(void)
         }
     }
     pthread_mutex_unlock(&guard_lock);
-    if (my_guard != NULL) {
-        /* A fault in a copy must reach the handler, never the default action. */
-        unblock_fault_signals();
-    }
 }
 
 void oxp_saferead_thread_end(void)
@@ -180,7 +202,7 @@ static size_t direct_readv(guard_t *g, const struct iovec *local, const struct i
     if (sigsetjmp(g->env, 0) != 0) {
         g->active = 0;
         /* We left the handler by a jump: the signal is still blocked here. */
-        unblock_fault_signals();
+        oxp_saferead_unblock_faults();
         atomic_fetch_add_explicit(&faults, 1, memory_order_relaxed);
         return done;
     }
@@ -192,6 +214,9 @@ static size_t direct_readv(guard_t *g, const struct iovec *local, const struct i
         if (remote[i].iov_len != n || src < 4096 || n > UINTPTR_MAX - src) {
             break;
         }
+        g->lo = src;
+        g->hi = src + n;
+        atomic_signal_fence(memory_order_seq_cst);
         memcpy(local[i].iov_base, (const void *)src, n);
         atomic_signal_fence(memory_order_seq_cst);
         done = i + 1;

@@ -35,6 +35,11 @@ const char *oxp_saferead_name(void);
 /* Installs the fault handler for the direct reader, once per process
  * (GIL held).  Without it every read uses the fallback.  0 / -1. */
 int oxp_saferead_install(void);
+/* Unblocks SIGSEGV and SIGBUS in the calling thread: a sampler thread, made
+ * with every signal blocked, calls it first, so that a fault in a guarded
+ * copy reaches our handler and a real crash reaches faulthandler (a blocked
+ * fault signal kills with the default action). */
+void oxp_saferead_unblock_faults(void);
 /* A sampler thread takes a guard before its first read and gives it back
  * before it ends; without one its reads use the fallback. */
 void oxp_saferead_thread_begin(void);

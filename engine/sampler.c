@@ -274,6 +274,7 @@ static void *sampler_main(void *arg)
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
     prctl(PR_SET_NAME, "ox_profile", 0UL, 0UL, 0UL);
     uint64_t tid = (uint64_t)syscall(SYS_gettid);
+    oxp_saferead_unblock_faults();
     if (s->backend == OXP_BACKEND_NOGIL) {
         oxp_saferead_thread_begin();
     }
