@@ -69,7 +69,7 @@ int oxp_db_init(oxp_db_t *db, size_t cap_bytes)
 
 static void free_tables(oxp_db_t *db)
 {
-    oxp_vec_t *vecs[] = {&db->chars, &db->str_off, &db->str_hash, &db->funcs, &db->frames,
+    oxp_vec_t *vecs[] = {&db->chars, &db->str_off, &db->funcs, &db->frames,
                          &db->stacks, &db->threads, &db->counts};
     for (size_t i = 0; i < sizeof(vecs) / sizeof(vecs[0]); i++) {
         free(vecs[i]->data);
@@ -140,7 +140,6 @@ int oxp_db_copy(oxp_db_t *dst, const oxp_db_t *src)
     dst->generation = src->generation;
     if (vec_copy(&dst->chars, &src->chars, 1) < 0 ||
         vec_copy(&dst->str_off, &src->str_off, sizeof(uint32_t)) < 0 ||
-        vec_copy(&dst->str_hash, &src->str_hash, sizeof(uint32_t)) < 0 ||
         vec_copy(&dst->funcs, &src->funcs, sizeof(oxp_func_t)) < 0 ||
         vec_copy(&dst->frames, &src->frames, sizeof(oxp_frame_t)) < 0 ||
         vec_copy(&dst->stacks, &src->stacks, sizeof(oxp_stack_t)) < 0 ||
@@ -201,7 +200,6 @@ int oxp_db_intern(oxp_db_t *db, const char *s, size_t len, oxp_id_t *out)
     }
     if (vec_reserve(db, &db->chars, 1, db->chars.len + len + 1) < 0 ||
         vec_reserve(db, &db->str_off, sizeof(uint32_t), n + 1) < 0 ||
-        vec_reserve(db, &db->str_hash, sizeof(uint32_t), n + 1) < 0 ||
         index_reserve(db, &db->str_index) < 0) {
         return -1;
     }
@@ -209,10 +207,8 @@ int oxp_db_intern(oxp_db_t *db, const char *s, size_t len, oxp_id_t *out)
     memcpy(dst, s, len);
     dst[len] = '\0';
     ((uint32_t *)db->str_off.data)[n] = (uint32_t)db->chars.len;
-    ((uint32_t *)db->str_hash.data)[n] = hash;
     db->chars.len += len + 1;
     db->str_off.len = n + 1;
-    db->str_hash.len = n + 1;
     oxp_index_put(&db->str_index, hash, (uint32_t)n);
     *out = (oxp_id_t)n;
     return 0;
@@ -306,7 +302,6 @@ int oxp_db_stack(oxp_db_t *db, const oxp_frame_t *frames, uint32_t depth, oxp_id
     oxp_stack_t *st = (oxp_stack_t *)db->stacks.data + n;
     st->offset = (uint32_t)off;
     st->depth = depth;
-    st->hash = hash;
     db->stacks.len = n + 1;
     oxp_index_put(&db->stack_index, hash, (uint32_t)n);
     *out = (oxp_id_t)n;

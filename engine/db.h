@@ -40,7 +40,6 @@ typedef struct {
 typedef struct {
     uint32_t offset;
     uint32_t depth;
-    uint32_t hash;
 } oxp_stack_t;
 
 /* Hits for one (thread, label, stack). */
@@ -70,10 +69,9 @@ typedef struct oxp_db {
     pthread_mutex_t lock;
 
     /* Strings: chars holds NUL-terminated UTF-8; str_off[i] is where string i
-     * starts; str_hash[i] its hash. */
+     * starts. */
     oxp_vec_t chars;    /* char */
     oxp_vec_t str_off;  /* uint32_t */
-    oxp_vec_t str_hash; /* uint32_t */
     oxp_index_t str_index;
 
     oxp_vec_t funcs; /* oxp_func_t */

@@ -56,6 +56,15 @@ int oxp_index_resize(oxp_index_t *ix, uint32_t capacity)
     return 0;
 }
 
+int oxp_index_grow(oxp_index_t *ix, uint32_t initial)
+{
+    if (!oxp_index_needs_grow(ix)) {
+        return 0;
+    }
+    uint32_t capacity = ix->mask ? (ix->mask + 1) * 2 : initial;
+    return capacity == 0 ? -1 : oxp_index_resize(ix, capacity); /* 0: the doubling wrapped */
+}
+
 void oxp_index_free(oxp_index_t *ix)
 {
     free(ix->slots);

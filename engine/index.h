@@ -31,6 +31,9 @@ static inline size_t oxp_index_bytes(const oxp_index_t *ix)
 }
 /* Rehashes into a table of `capacity` slots (a power of two).  0 or -1. */
 int oxp_index_resize(oxp_index_t *ix, uint32_t capacity);
+/* Makes room for one more id: doubles the table when it is half full (the
+ * first table has `initial` slots, a power of two).  0 or -1. */
+int oxp_index_grow(oxp_index_t *ix, uint32_t initial);
 void oxp_index_free(oxp_index_t *ix);
 
 uint32_t oxp_hash_bytes(const void *data, size_t len, uint32_t seed);

@@ -282,10 +282,7 @@ static uint64_t strtab_db(strtab_t *t, const oxp_db_t *db, oxp_id_t id)
         return 0;
     if (t->db_map[id])
         return t->db_map[id] - 1;
-    const char *s = oxp_db_str(db, id);
-    if (!s)
-        return 0;
-    uint64_t ix = strtab_cstr(t, s);
+    uint64_t ix = strtab_cstr(t, oxp_db_str(db, id));
     if (!t->oom)
         t->db_map[id] = (uint32_t)(ix + 1);
     return ix;
@@ -567,7 +564,7 @@ int oxp_pprof_encode(const oxp_db_t *db, const uint8_t *mask, const oxp_pprof_op
                 const oxp_thread_t *t = &threads[c->thread];
                 if (given) {
                     name = strtab_cstr(&st, given);
-                } else if (t->name != OXP_NO_ID && oxp_db_str(db, t->name)) {
+                } else if (t->name != OXP_NO_ID) {
                     name = strtab_db(&st, db, t->name);
                 } else {
                     char tmp[32];

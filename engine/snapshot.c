@@ -489,6 +489,23 @@ static int cmp_agg_total(const void *a, const void *b)
     return x < y ? -1 : (x > y);
 }
 
+/* Hits per stack for the selected rows (caller frees). */
+static uint64_t *stack_hits(SnapshotObject *self, const uint8_t *mask)
+{
+    uint64_t *hits = PyMem_Calloc(self->db.stacks.len + 1, sizeof(uint64_t));
+    if (hits == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    const oxp_count_t *rows = oxp_db_counts(&self->db);
+    for (size_t r = 0; r < self->db.counts.len; r++) {
+        if (mask == NULL || mask[r]) {
+            hits[rows[r].stack] += rows[r].hits;
+        }
+    }
+    return hits;
+}
+
 static PyObject *Snapshot_aggregate(SnapshotObject *self, PyObject *args)
 {
     PyObject *mask_obj = Py_None, *groups_obj = Py_None;
@@ -497,12 +514,11 @@ static PyObject *Snapshot_aggregate(SnapshotObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "|OOzn:aggregate", &mask_obj, &groups_obj, &order, &limit)) {
         return NULL;
     }
-    int by_total = 0;
     if (order != NULL && strcmp(order, "self") != 0 && strcmp(order, "total") != 0) {
         PyErr_SetString(PyExc_ValueError, "order must be 'self', 'total' or None");
         return NULL;
     }
-    by_total = order != NULL && strcmp(order, "total") == 0;
+    int by_total = order != NULL && strcmp(order, "total") == 0;
     Py_buffer view;
     const uint8_t *mask;
     if (get_mask(self, mask_obj, &view, &mask) < 0) {
@@ -511,7 +527,7 @@ static PyObject *Snapshot_aggregate(SnapshotObject *self, PyObject *args)
     size_t nfuncs = self->db.funcs.len;
     uint32_t *group = PyMem_Malloc((nfuncs + 1) * sizeof(uint32_t));
     PyObject *result = NULL;
-    uint64_t *self_hits = NULL, *total_hits = NULL;
+    uint64_t *self_hits = NULL, *total_hits = NULL, *stack_sums = NULL;
     uint32_t *stamp = NULL;
     size_t ngroups = nfuncs;
     if (group == NULL) {
@@ -558,17 +574,17 @@ static PyObject *Snapshot_aggregate(SnapshotObject *self, PyObject *args)
         goto done;
     }
     /* Sum hits per stack first: many rows share a stack. */
-    const oxp_count_t *rows = oxp_db_counts(&self->db);
+    stack_sums = stack_hits(self, mask);
+    if (stack_sums == NULL) {
+        goto done;
+    }
     const oxp_stack_t *stacks = oxp_db_stacks(&self->db);
     const oxp_frame_t *frames = oxp_db_frames(&self->db);
     uint32_t tick = 0;
-    for (size_t r = 0; r < self->db.counts.len; r++) {
-        if (mask != NULL && !mask[r]) {
-            continue;
-        }
-        const oxp_stack_t *st = &stacks[rows[r].stack];
+    for (size_t i = 0; i < self->db.stacks.len; i++) {
+        const oxp_stack_t *st = &stacks[i];
         const oxp_frame_t *fr = frames + st->offset;
-        uint64_t hits = rows[r].hits;
+        uint64_t hits = stack_sums[i];
         if (st->depth == 0 || hits == 0) {
             continue;
         }
@@ -616,6 +632,7 @@ done:
     PyMem_Free(group);
     PyMem_Free(self_hits);
     PyMem_Free(total_hits);
+    PyMem_Free(stack_sums);
     PyMem_Free(stamp);
     return result;
 }
@@ -643,6 +660,17 @@ static void leaf_lines_free(leaf_lines_t *ll)
     PyMem_Free(ll->sums);
 }
 
+typedef struct {
+    const uint64_t *keys;
+    uint64_t key;
+} leaf_key_t;
+
+static int leaf_key_eq(const void *ctx, uint32_t id)
+{
+    const leaf_key_t *k = ctx;
+    return k->keys[id] == k->key;
+}
+
 /* The self hits of every distinct leaf (function, line) of the selected
  * rows.  0 / -1 with an exception. */
 static int leaf_lines(SnapshotObject *self, const uint8_t *mask, leaf_lines_t *out)
@@ -666,16 +694,10 @@ static int leaf_lines(SnapshotObject *self, const uint8_t *mask, leaf_lines_t *o
         const oxp_frame_t *leaf = frames + st->offset;
         uint64_t key = ((uint64_t)leaf->func << 32) | (uint32_t)leaf->line;
         uint32_t h = oxp_hash_bytes(&key, sizeof(key), 0x11u);
-        uint32_t found = UINT32_MAX;
-        for (uint32_t q = h & ix.mask; ix.mask && ix.slots[q]; q = (q + 1) & ix.mask) {
-            uint32_t id = (uint32_t)(ix.slots[q] & 0xffffffffu) - 1;
-            if ((uint32_t)(ix.slots[q] >> 32) == h && out->keys[id] == key) {
-                found = id;
-                break;
-            }
-        }
+        leaf_key_t want = {out->keys, key};
+        uint32_t found = oxp_index_find(&ix, h, leaf_key_eq, &want);
         if (found == UINT32_MAX) {
-            if (oxp_index_needs_grow(&ix) && oxp_index_resize(&ix, ix.mask ? (ix.mask + 1) * 2 : 64) < 0) {
+            if (oxp_index_grow(&ix, 64) < 0) {
                 goto nomem;
             }
             out->keys[out->n] = key;
@@ -767,23 +789,6 @@ done:
     return result;
 }
 
-/* Hits per stack for the selected rows (caller frees). */
-static uint64_t *stack_hits(SnapshotObject *self, const uint8_t *mask)
-{
-    uint64_t *hits = PyMem_Calloc(self->db.stacks.len + 1, sizeof(uint64_t));
-    if (hits == NULL) {
-        PyErr_NoMemory();
-        return NULL;
-    }
-    const oxp_count_t *rows = oxp_db_counts(&self->db);
-    for (size_t r = 0; r < self->db.counts.len; r++) {
-        if (mask == NULL || mask[r]) {
-            hits[rows[r].stack] += rows[r].hits;
-        }
-    }
-    return hits;
-}
-
 typedef struct {
     char *data;
     size_t len, cap;
@@ -813,6 +818,18 @@ typedef struct {
     size_t offset, len;
     uint64_t hits;
 } path_t;
+
+typedef struct {
+    const path_t *paths;
+    const char *data; /* the text the paths point into */
+    size_t offset, len; /* the path looked for */
+} path_key_t;
+
+static int path_key_eq(const void *ctx, uint32_t id)
+{
+    const path_key_t *k = ctx;
+    return k->paths[id].len == k->len && memcmp(k->data + k->paths[id].offset, k->data + k->offset, k->len) == 0;
+}
 
 /* folded(mask, names) -> str: "root;...;leaf count" per distinct path of
  * names. */
@@ -897,21 +914,14 @@ static PyObject *Snapshot_folded(SnapshotObject *self, PyObject *args)
         }
         size_t len = sb.len - line_start;
         uint32_t h = oxp_hash_bytes(sb.data + line_start, len, 0xf0u);
-        uint32_t found = UINT32_MAX;
-        for (uint32_t q = h & ix.mask; ix.mask && ix.slots[q]; q = (q + 1) & ix.mask) {
-            uint32_t id = (uint32_t)(ix.slots[q] & 0xffffffffu) - 1;
-            if ((uint32_t)(ix.slots[q] >> 32) == h && paths[id].len == len &&
-                memcmp(sb.data + paths[id].offset, sb.data + line_start, len) == 0) {
-                found = id;
-                break;
-            }
-        }
+        path_key_t want = {paths, sb.data, line_start, len};
+        uint32_t found = oxp_index_find(&ix, h, path_key_eq, &want);
         if (found != UINT32_MAX) {
             paths[found].hits += hits[s];
             sb.len = line_start; /* already written */
             continue;
         }
-        if (oxp_index_needs_grow(&ix) && oxp_index_resize(&ix, ix.mask ? (ix.mask + 1) * 2 : 1024) < 0) {
+        if (oxp_index_grow(&ix, 1024) < 0) {
             PyErr_NoMemory();
             goto done;
         }
@@ -950,6 +960,17 @@ typedef struct {
     uint64_t total, self;
     uint32_t first_child, next_sibling; /* node index + 1, 0 = none */
 } fnode_t;
+
+typedef struct {
+    const fnode_t *nodes;
+    uint32_t func, parent;
+} fnode_key_t;
+
+static int fnode_key_eq(const void *ctx, uint32_t id)
+{
+    const fnode_key_t *k = ctx;
+    return k->nodes[id].func == k->func && k->nodes[id].parent == k->parent;
+}
 
 /* qsort has no context argument: the node array being sorted (GIL held). */
 static const fnode_t *sort_nodes;
@@ -1081,16 +1102,8 @@ static int build_flame_nodes(SnapshotObject *self, const uint8_t *mask, fnode_t 
             uint32_t func = fr[k].func;
             uint32_t key[2] = {cur, func};
             uint32_t hh = oxp_hash_bytes(key, sizeof(key), 0xf1u);
-            uint32_t found = UINT32_MAX;
-            if (ix.mask) {
-                for (uint32_t q = hh & ix.mask; ix.slots[q]; q = (q + 1) & ix.mask) {
-                    uint32_t id = (uint32_t)(ix.slots[q] & 0xffffffffu) - 1;
-                    if ((uint32_t)(ix.slots[q] >> 32) == hh && nodes[id].func == func && nodes[id].parent == cur) {
-                        found = id;
-                        break;
-                    }
-                }
-            }
+            fnode_key_t want = {nodes, func, cur};
+            uint32_t found = oxp_index_find(&ix, hh, fnode_key_eq, &want);
             if (found == UINT32_MAX) {
                 if (nn == cap) {
                     fnode_t *grown = PyMem_Realloc(nodes, cap * 2 * sizeof(fnode_t));
@@ -1101,7 +1114,7 @@ static int build_flame_nodes(SnapshotObject *self, const uint8_t *mask, fnode_t 
                     nodes = grown;
                     cap *= 2;
                 }
-                if (oxp_index_needs_grow(&ix) && oxp_index_resize(&ix, ix.mask ? (ix.mask + 1) * 2 : 1024) < 0) {
+                if (oxp_index_grow(&ix, 1024) < 0) {
                     goto nomem;
                 }
                 found = (uint32_t)nn++;
