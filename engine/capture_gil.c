@@ -134,9 +134,7 @@ int oxp_capture_gil_now(oxp_sampler_t *s, oxp_db_t *db, oxp_codecache_t *cache, 
             continue;
         }
         char label[OXP_LABEL_MAX + 1];
-        oxp_labels_lock();
-        size_t label_len = oxp_labels_get_unlocked((uint64_t)t->thread_id, label);
-        oxp_labels_unlock();
+        size_t label_len = oxp_labels_get((uint64_t)t->thread_id, label);
         if (over) {
             oxp_db_add_overflow(db, 0, cpu_ns);
             if (s != NULL) {

@@ -443,7 +443,6 @@ static int resolve_code(oxp_sampler_t *s, oxp_db_t *db, uintptr_t code_addr, con
     e->g_linetable = (uintptr_t)c->co_linetable;
     e->g_size = (int64_t)Py_SIZE((PyObject *)c);
     e->g_firstlineno = c->co_firstlineno;
-    e->firsttraceable = c->_co_firsttraceable;
     e->func = id;
     e->db_generation = db->generation;
     e->linetable = linetable;
@@ -729,9 +728,12 @@ static int memo_slot(nogil_state_t *st, uint64_t native_id, uint64_t tick, int c
         if (m->native_id == native_id) {
             return i;
         }
-        if (m->native_id == 0 && empty < 0) {
+        if (m->native_id == 0) {
+            /* Slots are never emptied, only reused: the id is not further on. */
             empty = i;
-        } else if (m->native_id != 0 && tick > m->last_tick + 1000 && stale < 0) {
+            break;
+        }
+        if (tick > m->last_tick + 1000 && stale < 0) {
             stale = i;
         }
     }
@@ -771,6 +773,16 @@ static void memo_store(nogil_state_t *st, int t, const oxp_frame_t *frames, uint
     m->hash = st->walk_hash[t];
     m->db_generation = generation;
     m->last_tick = tick;
+}
+
+/* Records one resolved stack of thread `ts` with its label (db lock held). */
+static void record_sample(oxp_sampler_t *s, const PyThreadState *ts, const oxp_frame_t *frames, uint32_t depth,
+                          int held_gil, uint64_t cpu_ns)
+{
+    char label[OXP_LABEL_MAX + 1];
+    size_t label_len = oxp_labels_get((uint64_t)ts->thread_id, label);
+    oxp_sampler_record_unlocked(s, s->db, (uint64_t)ts->thread_id, (uint64_t)ts->native_thread_id, label, label_len,
+                                frames, depth, held_gil, cpu_ns);
 }
 
 /* Resolves the raw frames of one thread and records them (db lock held).
@@ -847,27 +859,9 @@ static int record_thread_unlocked(oxp_sampler_t *s, nogil_state_t *st, size_t fi
         s->stats.samples++;
         return 0;
     }
-    char label[OXP_LABEL_MAX + 1];
-    oxp_labels_lock();
-    size_t label_len = oxp_labels_get_unlocked((uint64_t)ts->thread_id, label);
-    oxp_labels_unlock();
-    oxp_sampler_record_unlocked(s, db, (uint64_t)ts->thread_id, (uint64_t)ts->native_thread_id, label,
-                                label_len, frames, depth, held_gil, cpu_ns);
+    record_sample(s, ts, frames, depth, held_gil, cpu_ns);
     *depth_out = depth;
     return 0;
-}
-
-/* Records thread t from its memo (db lock held). */
-static void record_from_memo(oxp_sampler_t *s, nogil_state_t *st, int t, const memo_t *m, int held_gil,
-                             uint64_t cpu_ns)
-{
-    const PyThreadState *ts = &st->tstates[t];
-    char label[OXP_LABEL_MAX + 1];
-    oxp_labels_lock();
-    size_t label_len = oxp_labels_get_unlocked((uint64_t)ts->thread_id, label);
-    oxp_labels_unlock();
-    oxp_sampler_record_unlocked(s, s->db, (uint64_t)ts->thread_id, (uint64_t)ts->native_thread_id, label, label_len,
-                                m->frames, m->depth, held_gil, cpu_ns);
 }
 
 /* Reads every thread's cframe and datastack chunk in one batched call. */
@@ -1127,7 +1121,7 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
         if (n > 0 && st->walk_memo[t] >= 0) {
             memo_t *m = &st->memo[st->walk_memo[t]];
             if (m->db_generation == db->generation) {
-                record_from_memo(s, st, t, m, held, st->walk_cpu[t]);
+                record_sample(s, ts, m->frames, m->depth, held, st->walk_cpu[t]);
                 m->last_tick = tick;
                 s->stats.memo_hits++;
                 st->recorded[nrecorded++] = (uint64_t)ts->native_thread_id;
@@ -1138,7 +1132,6 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
         } else if (n > 0) {
             int recorded = 0;
             uint32_t depth = 0;
-            s->stats.truncated += st->walk_truncated[t] ? 1 : 0;
             drop = record_thread_unlocked(s, st, (size_t)st->walk_first[t], n, mask, ts, held, st->walk_cpu[t],
                                           &recorded, &depth, tick);
             if (recorded) {
@@ -1174,7 +1167,6 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
             uint32_t depth = 0;
             drop = record_thread_unlocked(s, st, 0, n, m, ts, holder == st->tstate_addrs[t], st->walk_cpu[t],
                                           &recorded, &depth, tick);
-            s->stats.truncated += truncated ? 1 : 0;
         }
         if (drop) {
             s->stats.dropped[drop - 1]++;

@@ -15,7 +15,6 @@ typedef struct {
     uintptr_t g_name, g_qualname, g_filename, g_linetable;
     int64_t g_size;
     int32_t g_firstlineno;
-    int32_t firsttraceable;
     oxp_id_t func;        /* database function id ... */
     uint64_t db_generation; /* ... valid for this database generation */
     uint8_t *linetable;   /* Owned copy, or NULL */

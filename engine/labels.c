@@ -120,3 +120,11 @@ void oxp_labels_after_fork_child(void)
 {
     pthread_mutex_init(&label_lock, NULL);
 }
+
+size_t oxp_labels_get(uint64_t ident, char *buf)
+{
+    oxp_labels_lock();
+    size_t len = oxp_labels_get_unlocked(ident, buf);
+    oxp_labels_unlock();
+    return len;
+}

@@ -14,6 +14,8 @@ int oxp_labels_set(uint64_t ident, const char *label, size_t len);
 /* Copies the label of `ident` into buf (OXP_LABEL_MAX + 1 bytes); returns its
  * length, 0 for none.  Caller holds the lock (oxp_labels_lock). */
 size_t oxp_labels_get_unlocked(uint64_t ident, char *buf);
+/* The same, taking the lock itself. */
+size_t oxp_labels_get(uint64_t ident, char *buf);
 void oxp_labels_lock(void);
 void oxp_labels_unlock(void);
 /* fork: the child re-initialises the lock (the parent held it in prepare). */

@@ -568,9 +568,7 @@ static PyObject *engine_get_label(PyObject *module, PyObject *unused)
     (void)module;
     (void)unused;
     char buf[OXP_LABEL_MAX + 1];
-    oxp_labels_lock();
-    size_t len = oxp_labels_get_unlocked((uint64_t)PyThread_get_thread_ident(), buf);
-    oxp_labels_unlock();
+    size_t len = oxp_labels_get((uint64_t)PyThread_get_thread_ident(), buf);
     if (len == 0) {
         Py_RETURN_NONE;
     }

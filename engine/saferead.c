@@ -287,11 +287,6 @@ static int handler_replaced(void)
     return atomic_load(&installed) && !(handler_is_ours(SIGSEGV) && handler_is_ours(SIGBUS));
 }
 
-oxp_reader_t oxp_saferead_kind(void)
-{
-    return reader == OXP_READER_DIRECT && handler_replaced() ? fallback : reader;
-}
-
 const char *oxp_saferead_name(void)
 {
     if (reader == OXP_READER_DIRECT && handler_replaced()) {

@@ -30,7 +30,6 @@ typedef enum {
 int oxp_saferead_init(void);
 /* The reader a guarded sampler thread uses now (the fallback once our fault
  * handler has been replaced). */
-oxp_reader_t oxp_saferead_kind(void);
 const char *oxp_saferead_name(void);
 /* Installs the fault handler for the direct reader, once per process
  * (GIL held).  Without it every read uses the fallback.  0 / -1. */

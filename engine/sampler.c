@@ -228,8 +228,9 @@ void oxp_sampler_set_interval(oxp_sampler_t *s, int64_t interval_ns)
     pthread_mutex_unlock(&s->state_lock);
 }
 
-/* One wakeup's work: capture and record, then account for it. */
-static void sampler_tick(oxp_sampler_t *s, int64_t tick_start, uint64_t tick_no)
+/* One wakeup's work: capture and record, then account for it (and for the
+ * `missed` ticks it came too late for). */
+static void sampler_tick(oxp_sampler_t *s, int64_t tick_start, uint64_t tick_no, uint64_t missed)
 {
     int64_t waited = 0;
     if (s->backend == OXP_BACKEND_NOGIL) {
@@ -242,6 +243,10 @@ static void sampler_tick(oxp_sampler_t *s, int64_t tick_start, uint64_t tick_no)
     uint64_t cost = spent > 0 ? (uint64_t)spent : 0;
     pthread_mutex_lock(&s->db->lock);
     oxp_stats_t *st = &s->stats;
+    if (missed) {
+        st->late_wakeups++;
+        st->missed_ticks += missed;
+    }
     if (st->ticks > 0 && s->resumed) {
         /* The first tick after a pause: the gap is not an interval, and
          * the rate and CPU share count only the time spent running. */
@@ -326,13 +331,7 @@ static void *sampler_main(void *arg)
         s->in_tick = 1;
         pthread_mutex_unlock(&s->state_lock);
 
-        if (missed) {
-            pthread_mutex_lock(&s->db->lock);
-            s->stats.late_wakeups++;
-            s->stats.missed_ticks += missed;
-            pthread_mutex_unlock(&s->db->lock);
-        }
-        sampler_tick(s, now, ++tick_no);
+        sampler_tick(s, now, ++tick_no, missed);
 
         pthread_mutex_lock(&s->state_lock);
         s->in_tick = 0;
@@ -363,7 +362,6 @@ int oxp_sampler_start(oxp_sampler_t *s, int paused)
     s->paused = paused;
     s->reschedule = 0;
     s->forked = 0;
-    s->pid = getpid();
     if (s->backend == OXP_BACKEND_NOGIL) {
         /* Without it the capture reads through system calls: slower, as safe. */
         (void)oxp_saferead_install();
@@ -460,7 +458,8 @@ void oxp_sampler_record_unlocked(oxp_sampler_t *s, oxp_db_t *db, uint64_t ident,
 
 uint64_t oxp_thread_cpu_ns(uint64_t native_id)
 {
-    /* The kernel's per-thread CPU clock of another thread of ours. */
+    /* The kernel's per-thread CPU clock id: ((~tid) << 3) | CPUCLOCK_SCHED |
+     * CPUCLOCK_PERTHREAD; it needs no pthread_t, which may already be dead. */
     clockid_t clk = (clockid_t)(((~(unsigned int)native_id) << 3) | 6u);
     struct timespec ts;
     if (native_id == 0 || clock_gettime(clk, &ts) != 0) {
@@ -471,14 +470,10 @@ uint64_t oxp_thread_cpu_ns(uint64_t native_id)
 
 uint64_t oxp_sampler_cpu_delta(oxp_sampler_t *s, uint64_t native_id, uint64_t tick)
 {
-    /* The kernel's per-thread CPU clock id: ((~tid) << 3) | CPUCLOCK_SCHED |
-     * CPUCLOCK_PERTHREAD; it needs no pthread_t, which may already be dead. */
-    clockid_t clk = (clockid_t)(((~(unsigned int)native_id) << 3) | 6u);
-    struct timespec ts;
-    if (clock_gettime(clk, &ts) != 0) {
+    uint64_t now = oxp_thread_cpu_ns(native_id);
+    if (now == 0) {
         return 0;
     }
-    uint64_t now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
     if (s->cpu_cap == 0) {
         s->cpu = PyMem_RawCalloc(256, sizeof(oxp_cpuclock_t));
         if (s->cpu == NULL) {

@@ -73,7 +73,7 @@ typedef struct {
 enum { OXP_STOPPED = 0, OXP_RUNNING = 1, OXP_EXITING = 2 };
 
 typedef struct oxp_sampler {
-    /* Guards state, paused, interval_ns, reschedule, thread_started, pid,
+    /* Guards state, paused, interval_ns, reschedule, thread_started,
      * in_tick. */
     pthread_mutex_t state_lock;
     pthread_cond_t wake; /* signalled on any change of the fields above */
@@ -86,7 +86,6 @@ typedef struct oxp_sampler {
     int64_t interval_ns;
     int thread_started; /* `thread` is joinable */
     pthread_t thread;
-    pid_t pid; /* process that started the thread */
     int forked; /* the thread was lost in a fork (child side) */
 
     /* Fixed while the thread runs (set before start). */
