@@ -564,3 +564,26 @@ def test_rate_and_sampler_cpu_count_only_the_time_spent_running(backend: str) ->
         # 500 Hz requested; counting the pause would give under 200 Hz.
         assert stats["rate_hz"] > 300, stats
         assert stats["stdev_interval"] < 0.05, stats  # the pause is not one huge interval
+
+
+def test_chained_filters_keep_each_other() -> None:
+    """filter(threads=...).filter(labels=...) selects both, as one call does
+    (the Flask status page narrows by thread and endpoint)."""
+    def work() -> None:
+        with ox_profile.label("chained"):
+            spin(0.3)
+
+    with ox_profile.Profiler(interval=0.001) as prof:
+        other = threading.Thread(target=work)
+        other.start()
+        work()
+        other.join()
+    profile = prof.snapshot()
+    main = next(t for t in profile.threads if t.ident == threading.get_ident())
+    both = profile.filter(labels=["chained"])
+    chained = profile.filter(threads=[main.index]).filter(labels=["chained"])
+    reverse = profile.filter(labels=["chained"]).filter(threads=[main.index])
+    one_call = profile.filter(threads=[main.index], labels=["chained"])
+    assert 0 < one_call.total_samples < both.total_samples
+    assert chained.total_samples == reverse.total_samples == one_call.total_samples
+    assert {t.index for t in chained.threads if t.hits} == {main.index}

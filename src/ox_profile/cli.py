@@ -31,11 +31,9 @@ import traceback
 from types import TracebackType
 from typing import IO, Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
-from ox_profile import export
+from ox_profile import _validate, export
 
 PROG = "ox-profile"
-MIN_INTERVAL = 50e-6
-MAX_INTERVAL = 10.0
 TOP_LIMIT = 15
 #: Runs shorter than this show no live status line.
 STATUS_DELAY = 1.0
@@ -92,15 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a Python script (or module with -m) under the profiler; print the "
                     "functions with most samples and write the profile to --output.")
     run.add_argument("--interval", metavar="SECONDS", default="0.001",
-                     help="time between samples (%g..%g, default 0.001)" % (MIN_INTERVAL, MAX_INTERVAL))
-    run.add_argument("--mode", choices=("wall", "cpu"), default="wall",
+                     help="time between samples (%g..%g, default 0.001)" % (_validate.MIN_INTERVAL,
+                                                                                  _validate.MAX_INTERVAL))
+    run.add_argument("--mode", choices=_validate.MODES, default="wall",
                      help="wall: every thread at every tick (default); cpu: only threads that used CPU")
     run.add_argument("-o", "--output", metavar="FILE",
                      help="write the profile here; the format follows the extension (%s)"
                      % ", ".join(ext for ext, _ in export.EXTENSIONS))
     run.add_argument("--format", choices=tuple(export.FORMATS),
                      help="output format (default: from the extension of --output)")
-    run.add_argument("--backend", choices=("auto", "nogil", "gil"), default="auto",
+    run.add_argument("--backend", choices=_validate.BACKENDS, default="auto",
                      help="stack capture: nogil (GIL-free, CPython 3.11), gil (portable), auto (default)")
     run.add_argument("--max-memory", metavar="MiB", default=None,
                      help="memory cap of the sample database, in MiB")
@@ -145,10 +144,10 @@ def _parse_interval(text: str) -> float:
         value = float(text)
     except ValueError:
         raise UsageError("--interval must be a number of seconds, not %r" % (text,)) from None
-    if not math.isfinite(value) or not MIN_INTERVAL <= value <= MAX_INTERVAL:
-        raise UsageError("--interval must be between %g and %g seconds, not %s"
-                         % (MIN_INTERVAL, MAX_INTERVAL, text))
-    return value
+    try:
+        return _validate.interval(value)
+    except ValueError as exc:
+        raise UsageError("--%s" % exc) from None
 
 
 def _parse_max_memory(text: Optional[str]) -> Optional[int]:

@@ -163,16 +163,16 @@ class Profile:
     ) -> "Profile":
         """A profile of only these threads (indexes, idents or names) and labels
         (``None`` selects samples taken outside any label)."""
-        thread_idx = None
+        thread_idx = self._thread_filter
         if threads is not None:
             wanted = set(threads)
-            thread_idx = {t.index for t in self.threads
-                          if t.index in wanted or t.ident in wanted or t.name in wanted}
+            thread_idx = frozenset(t.index for t in self.threads
+                                   if t.index in wanted or t.ident in wanted or t.name in wanted)
             if self._thread_filter is not None:
                 thread_idx &= self._thread_filter
-        label_set = self._label_filter if labels is None else frozenset(labels)
-        if labels is not None and self._label_filter is not None:
-            label_set = frozenset(labels) & self._label_filter
+        label_set = self._label_filter
+        if labels is not None:
+            label_set = frozenset(labels) if label_set is None else frozenset(labels) & label_set
         return Profile(self._snap, self.stats, threads=thread_idx, labels=label_set, _parent=self)
 
     @property
@@ -281,10 +281,8 @@ class Profile:
         regexp = re.compile(pattern)
         flags = bytes(1 if regexp.search(f.display_name) or regexp.search(f.filename) else 0
                       for f in self.functions)
-        stripped = Profile(self._snap.strip_roots(flags), self.stats)
-        if self._thread_filter is None and self._label_filter is None:
-            return stripped
-        return Profile(stripped._snap, self.stats, threads=self._thread_filter, labels=self._label_filter)
+        return Profile(self._snap.strip_roots(flags), self.stats, threads=self._thread_filter,
+                       labels=self._label_filter)
 
     def thread_profiles(self) -> List[Tuple[ThreadInfo, "Profile"]]:
         """One profile per thread that has samples in the selection."""

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
 if TYPE_CHECKING:  # pragma: no cover
     from ox_profile.profile import Profile
 
-__all__ = ["asset", "flame_data", "render_report", "dumps_for_script", "MAX_VIEWS"]
+__all__ = ["asset", "flame_data", "render_report", "dumps_for_script", "MAX_VIEWS", "json_safe"]
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
@@ -47,16 +47,16 @@ def asset(name: str) -> str:
 # -- flame data --------------------------------------------------------------
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """``value`` with only JSON types (non-finite floats become ``None``)."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return str(value)
 
 
@@ -79,7 +79,7 @@ def flame_data(profile: "Profile", title: Optional[str] = None,
     """The "Flame data" dict of ``docs/contract.md`` for ``profile``: an
     "All threads" view, then one view per thread with samples (when
     ``per_thread``) and one per label, at most :data:`MAX_VIEWS` views."""
-    stats = _json_safe(dict(profile.stats or {}))
+    stats = json_safe(dict(profile.stats or {}))
     functions = [[f.qualname, f.module, f.filename, int(f.firstlineno)]
                  for f in profile.functions]
     views: List[Dict[str, Any]] = [_view("all", "All threads", profile)]
@@ -119,7 +119,7 @@ def flame_data(profile: "Profile", title: Optional[str] = None,
         "stats": stats,
         "views_omitted": (len(threads) - n_threads) + (len(labels) - n_labels),
     }
-    return {"meta": _json_safe(meta), "functions": functions, "views": views}
+    return {"meta": json_safe(meta), "functions": functions, "views": views}
 
 
 # -- serialisation -------------------------------------------------------------
@@ -174,7 +174,7 @@ def dumps_for_script(data: Mapping[str, Any]) -> str:
     # Only the metadata can hold non-JSON values (NaN statistics...); the
     # tables are ints and strings and are large, so they are dumped as is.
     if "meta" in copy:
-        copy["meta"] = _json_safe(copy["meta"])
+        copy["meta"] = json_safe(copy["meta"])
     # ASCII only: lone surrogates (undecodable file names) survive as escapes.
     text = json.dumps(copy, ensure_ascii=True, separators=(",", ":"), default=str)
     text = _SCRIPT_UNSAFE.sub(lambda m: _SCRIPT_ESCAPES[m.group(0)], text)

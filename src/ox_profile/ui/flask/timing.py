@@ -109,7 +109,7 @@ class RequestTimings:
         else:
             index = 0
         with self._lock:
-            hist = self._data.get(endpoint)  # type: ignore[arg-type]
+            hist = self._data.get(NO_ENDPOINT if endpoint is None else endpoint)
             if hist is None:
                 hist = self._histogram_unlocked(endpoint)
             buckets = hist.buckets

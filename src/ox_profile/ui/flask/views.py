@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import json
-import math
 import re
 import secrets
 from typing import Any, Dict, List, Optional, Tuple
@@ -277,14 +276,14 @@ def _state() -> Dict[str, Any]:
 def _selected(sel: Selection) -> Tuple[Any, Any]:
     """(whole profile, profile narrowed to the selection)."""
     profile = OX_PROF_BP.launcher.snapshot()
-    narrowed = profile
     if sel.thread is not None:
         if not 0 <= sel.thread < len(profile.threads):
             raise BadParameter("thread %d is not one of the %d threads sampled."
                                % (sel.thread, len(profile.threads)))
-        narrowed = narrowed.filter(threads=[sel.thread])
-    if sel.endpoint is not None:
-        narrowed = narrowed.filter(labels=[sel.endpoint])
+    if sel.thread is None and sel.endpoint is None:
+        return profile, profile
+    narrowed = profile.filter(threads=None if sel.thread is None else [sel.thread],
+                              labels=None if sel.endpoint is None else [sel.endpoint])
     return profile, narrowed
 
 
@@ -309,16 +308,6 @@ def _top_json(stat: Any) -> Dict[str, Any]:
             "total_share": stat.total_share}
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def _json_response(payload: Dict[str, Any], flame: Dict[str, Any], bare: bool = False) -> Response:
     """``payload`` plus ``"flame": flame`` as a JSON response (or the flame data
     alone when ``bare``).  Flame data is serialised by ox_profile.web, whose
@@ -327,7 +316,7 @@ def _json_response(payload: Dict[str, Any], flame: Dict[str, Any], bare: bool = 
     if bare:
         body = flame_text
     else:
-        head = json.dumps(_json_safe(payload), separators=(",", ":"))
+        head = json.dumps(web.json_safe(payload), separators=(",", ":"))
         body = head[:-1] + ("," if payload else "") + '"flame":' + flame_text + "}"
     return current_app.response_class(body, mimetype="application/json")
 
