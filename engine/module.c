@@ -443,6 +443,7 @@ static PyObject *Sampler_stats(SamplerObject *self, PyObject *unused)
     pthread_mutex_lock(&db->lock);
     oxp_stats_t st = self->s.stats;
     uint64_t sampler_tid = self->s.sampler_native_id;
+    int guarded = self->s.guarded;
     size_t bytes = db->bytes, cap = db->cap_bytes;
     uint64_t overflow = db->overflow_hits;
     pthread_mutex_unlock(&db->lock);
@@ -472,7 +473,7 @@ static PyObject *Sampler_stats(SamplerObject *self, PyObject *unused)
         }
         Py_DECREF(v);
     }
-    const char *reader = self->s.backend == OXP_BACKEND_NOGIL ? oxp_saferead_name() : "C API";
+    const char *reader = self->s.backend == OXP_BACKEND_NOGIL ? oxp_saferead_name(guarded) : "C API";
     return Py_BuildValue(
         "{s:s,s:s,s:s,s:s,s:d,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:d,s:d,s:d,s:d,s:d,s:N,s:K,s:n,s:n,s:K,s:d,s:d,s:O,s:O,"
         "s:O,s:K,s:K,s:K,s:d,s:K,s:d,s:d,s:K}",
@@ -589,7 +590,7 @@ static PyObject *engine_nogil_available(PyObject *module, PyObject *unused)
     (void)unused;
     const char *why = "";
     int ok = oxp_capture_nogil_available(&why);
-    return Py_BuildValue("(Os)", ok ? Py_True : Py_False, ok ? oxp_saferead_name() : why);
+    return Py_BuildValue("(Os)", ok ? Py_True : Py_False, ok ? oxp_saferead_name(1) : why);
 }
 
 /* _saferead(address, n): reads memory the way the capture does, on the
@@ -704,7 +705,7 @@ PyMODINIT_FUNC PyInit__engine(void)
 #endif
     PyObject *info = Py_BuildValue("{s:O,s:O,s:s,s:i,s:n}", "nogil_compiled", compiled ? Py_True : Py_False,
                                    "nogil_available", nogil ? Py_True : Py_False, "reader",
-                                   nogil ? oxp_saferead_name() : why, "max_depth", OXP_MAX_DEPTH,
+                                   nogil ? oxp_saferead_name(1) : why, "max_depth", OXP_MAX_DEPTH,
                                    "default_max_memory", (Py_ssize_t)OXP_DB_DEFAULT_CAP);
     if (info == NULL || PyModule_AddObject(m, "BUILD_INFO", info) < 0) {
         Py_XDECREF(info);

@@ -154,10 +154,10 @@ void oxp_saferead_unblock_faults(void)
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
-void oxp_saferead_thread_begin(void)
+int oxp_saferead_thread_begin(void)
 {
     if (reader != OXP_READER_DIRECT || my_guard != NULL) {
-        return;
+        return my_guard != NULL;
     }
     unsigned long self = (unsigned long)pthread_self();
     pthread_mutex_lock(&guard_lock);
@@ -171,6 +171,7 @@ void oxp_saferead_thread_begin(void)
         }
     }
     pthread_mutex_unlock(&guard_lock);
+    return my_guard != NULL;
 }
 
 void oxp_saferead_thread_end(void)
@@ -287,13 +288,9 @@ static int handler_replaced(void)
     return atomic_load(&installed) && !(handler_is_ours(SIGSEGV) && handler_is_ours(SIGBUS));
 }
 
-const char *oxp_saferead_name(void)
+static const char *reader_name(oxp_reader_t kind)
 {
-    if (reader == OXP_READER_DIRECT && handler_replaced()) {
-        return fallback == OXP_READER_VM ? "process_vm_readv (fault handler replaced)"
-                                         : "/proc/self/mem (fault handler replaced)";
-    }
-    switch (reader) {
+    switch (kind) {
     case OXP_READER_DIRECT:
         return "direct";
     case OXP_READER_VM:
@@ -303,6 +300,18 @@ const char *oxp_saferead_name(void)
     default:
         return "none";
     }
+}
+
+const char *oxp_saferead_name(int guarded)
+{
+    if (reader != OXP_READER_DIRECT) {
+        return reader_name(reader);
+    }
+    if (handler_replaced()) {
+        return fallback == OXP_READER_VM ? "process_vm_readv (fault handler replaced)"
+                                         : "/proc/self/mem (fault handler replaced)";
+    }
+    return guarded ? "direct" : reader_name(fallback);
 }
 
 static guard_t *usable_guard(void)

@@ -28,9 +28,10 @@ typedef enum {
 
 /* Picks the readers (GIL held, before any sampler runs).  0 / -1. */
 int oxp_saferead_init(void);
-/* The reader a guarded sampler thread uses now (the fallback once our fault
- * handler has been replaced). */
-const char *oxp_saferead_name(void);
+/* The reader a sampler thread uses now: with a guard (`guarded`), direct
+ * until our fault handler is replaced, then the fallback; without one, the
+ * fallback. */
+const char *oxp_saferead_name(int guarded);
 /* Installs the fault handler for the direct reader, once per process
  * (GIL held).  Without it every read uses the fallback.  0 / -1. */
 int oxp_saferead_install(void);
@@ -41,7 +42,7 @@ int oxp_saferead_install(void);
 void oxp_saferead_unblock_faults(void);
 /* A sampler thread takes a guard before its first read and gives it back
  * before it ends; without one its reads use the fallback. */
-void oxp_saferead_thread_begin(void);
+int oxp_saferead_thread_begin(void); /* 1 when the thread got a guard */
 void oxp_saferead_thread_end(void);
 /* Once per tick on a guarded thread: checks that our fault handler is still
  * the installed one; if not, this tick's reads use the fallback. */

@@ -281,7 +281,10 @@ static void *sampler_main(void *arg)
     uint64_t tid = (uint64_t)syscall(SYS_gettid);
     oxp_saferead_unblock_faults();
     if (s->backend == OXP_BACKEND_NOGIL) {
-        oxp_saferead_thread_begin();
+        int guarded = oxp_saferead_thread_begin();
+        pthread_mutex_lock(&s->db->lock);
+        s->guarded = guarded;
+        pthread_mutex_unlock(&s->db->lock);
     }
     pthread_mutex_lock(&s->db->lock);
     s->sampler_native_id = tid;

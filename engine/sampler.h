@@ -83,6 +83,7 @@ typedef struct oxp_sampler {
     int paused;
     int reschedule; /* the interval changed: restart the schedule */
     int resumed;    /* sampler thread only: the next tick is the first after a pause */
+    int guarded;    /* db->lock: its thread reads with a guarded direct copy (saferead.h) */
     int64_t interval_ns;
     int thread_started; /* `thread` is joinable */
     pthread_t thread;

@@ -111,7 +111,12 @@ def test_launcher_lifecycle_and_defaults() -> None:
     stats = launcher.tracker.stats()
     nogil = launcher.profiler.stats()["backend"] == "nogil"
     # The GIL-holding capture waits for the GIL, so its interval is longer.
-    assert (abs(stats["mean"] - 0.001) < 0.0005 if nogil else stats["mean"] >= 0.0009) and stats["stdev"] >= 0
+    # (at most the interpreter's 5 ms switch interval, with room for a busy machine).
+    if nogil:
+        assert abs(stats["mean"] - 0.001) < 0.0005
+    else:
+        assert 0.0009 <= stats["mean"] < 0.011
+    assert 0 < stats["stdev"] < 0.01
     n = launcher.sampler.my_db.snapshot().total_samples
     time.sleep(0.1)
     assert launcher.sampler.my_db.snapshot().total_samples == n  # paused
@@ -119,7 +124,7 @@ def test_launcher_lifecycle_and_defaults() -> None:
     launcher.unpause()
     spin(0.3)
     mean = launcher.tracker.stats()["mean"]
-    assert abs(mean - 0.002) < 0.001 if nogil else mean >= 0.0019
+    assert abs(mean - 0.002) < 0.001 if nogil else 0.0019 <= mean < 0.012
     with pytest.raises(RuntimeError):
         launcher.start()
     launcher.cancel()
