@@ -88,8 +88,7 @@ typedef struct {
 
 typedef struct {
     uintptr_t code; /* 0 = empty */
-    int ok;         /* header read and validated */
-    uint32_t hdr;   /* index into headers */
+    uint32_t hdr;   /* index into headers (and header_ok) */
 } code_slot_t;
 
 /* Scratch owned by one sampler (only its thread touches it). */
@@ -587,8 +586,12 @@ static int walk_frames(nogil_state_t *st, const PyThreadState *ts, size_t first,
  * Fills st->slots; returns the slot mask. */
 static uint32_t read_code_headers(nogil_state_t *st, size_t n)
 {
+    size_t need = 0; /* frames not resolved at the previous tick */
+    for (size_t i = 0; i < n; i++) {
+        need += st->raw[i].live < 0;
+    }
     uint32_t nslots = 16;
-    while (nslots < 2 * n) {
+    while (nslots < 2 * need) {
         nslots *= 2;
     }
     uint32_t mask = nslots - 1;
@@ -624,15 +627,11 @@ static uint32_t read_code_headers(nogil_state_t *st, size_t n)
         }
         pos += (uint32_t)got + 1; /* skip the failed one */
     }
-    for (uint32_t h = 0; h <= mask; h++) {
-        code_slot_t *slot = &st->slots[h];
-        if (slot->code == 0) {
-            continue;
-        }
-        const PyCodeObject *c = (const PyCodeObject *)(st->headers + (size_t)slot->hdr * CODE_HEADER);
-        slot->ok = ok[slot->hdr] && Py_TYPE((const PyObject *)c) == &PyCode_Type &&
-                   Py_SIZE((const PyObject *)c) > 0 && Py_SIZE((const PyObject *)c) < (1 << 24) &&
-                   c->co_firstlineno >= 0;
+    /* ok[k]: header k was read and looks like a code object. */
+    for (uint32_t k = 0; k < nh; k++) {
+        const PyCodeObject *c = (const PyCodeObject *)(st->headers + (size_t)k * CODE_HEADER);
+        ok[k] = ok[k] && Py_TYPE((const PyObject *)c) == &PyCode_Type && Py_SIZE((const PyObject *)c) > 0 &&
+                Py_SIZE((const PyObject *)c) < (1 << 24) && c->co_firstlineno >= 0;
     }
     return mask;
 }
@@ -816,7 +815,7 @@ static int record_thread_unlocked(oxp_sampler_t *s, nogil_state_t *st, size_t fi
             continue;
         }
         const code_slot_t *slot = find_slot(st, mask, r->code);
-        if (!slot->ok) {
+        if (!st->header_ok[slot->hdr]) {
             return OXP_DROP_INVALID + 1;
         }
         const PyCodeObject *c = (const PyCodeObject *)(st->headers + (size_t)slot->hdr * CODE_HEADER);
