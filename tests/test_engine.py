@@ -596,3 +596,18 @@ def test_chained_filters_keep_each_other() -> None:
     assert 0 < one_call.total_samples < both.total_samples
     assert chained.total_samples == reverse.total_samples == one_call.total_samples
     assert {t.index for t in chained.threads if t.hits} == {main.index}
+
+
+def test_top_with_a_limit_is_the_head_of_the_full_list() -> None:
+    """top(limit) computed in the engine and top(limit) cut from an earlier
+    full top() (what the status page does) agree, for both orders."""
+    with ox_profile.Profiler(interval=0.001) as prof:
+        spin_until_sampled(prof, 50)
+    for sort in ("self", "total"):
+        fresh = prof.snapshot()
+        limited = fresh.top(limit=3, sort=sort)
+        cached = prof.snapshot()
+        full = cached.top(sort=sort)
+        assert cached.top(limit=3, sort=sort) == limited == full[:3]
+        full.clear()  # callers own the lists they get
+        assert cached.top(sort=sort)

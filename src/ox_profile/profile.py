@@ -10,6 +10,7 @@ encoding) runs in C on the snapshot.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import time
@@ -122,6 +123,9 @@ class Profile:
         self.duration: float = float(self.stats.get("duration", 0.0))
         self._thread_filter = None if threads is None else frozenset(threads)
         self._label_filter = None if labels is None else frozenset(labels)
+        # top() of every function by sort order, once computed (a profile
+        # never changes; the status page asks for it twice).
+        self._top_all: Dict[str, List[FunctionStat]] = {}
         if _parent is not None:
             # A filtered view shares the parent's tables.
             self.functions: List[Function] = _parent.functions
@@ -183,7 +187,7 @@ class Profile:
             return None
         return self.gil_samples / self.total_samples
 
-    @property
+    @functools.cached_property
     def labels(self) -> List[str]:
         """Labels (endpoint names and ``ox_profile.label`` values) seen."""
         used = {row[1] for i, row in enumerate(self._all_rows())
@@ -200,6 +204,8 @@ class Profile:
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0):
             raise ValueError("limit must be a positive integer or None, not %r" % (limit,))
         regexp = _validate.regex(re_filter)
+        if regexp is None and sort in self._top_all:
+            return self._top_all[sort][:limit]
         if regexp is None:
             agg = self._snap.aggregate(self._mask, None, sort, -1 if limit is None else limit)
         else:
@@ -209,9 +215,12 @@ class Profile:
             agg = agg if limit is None else agg[:limit]
         hot = self._snap.hot_lines(self._mask)
         total = self.total_samples or 1
-        return [FunctionStat(self.functions[fid], self_hits, total_hits, self_hits / total, total_hits / total,
-                             hot[fid] or self.functions[fid].firstlineno)
-                for fid, self_hits, total_hits in agg]
+        stats = [FunctionStat(self.functions[fid], self_hits, total_hits, self_hits / total, total_hits / total,
+                              hot[fid] or self.functions[fid].firstlineno)
+                 for fid, self_hits, total_hits in agg]
+        if regexp is None and limit is None:
+            self._top_all[sort] = stats
+        return list(stats)
 
     def hot_lines(self) -> Dict[int, int]:
         """For each function with self hits, the line that had most of them."""
