@@ -210,6 +210,17 @@ def test_text_color_and_limit(profile):
         text.render(profile, limit=0)
 
 
+def test_text_exclude_drops_matches_and_checks_the_pattern(profile):
+    out = text.render(profile, limit=None)
+    assert "oxt_leaf_alpha" in out
+    dropped = text.render(profile, limit=None, exclude="oxt_leaf_alpha")
+    assert "oxt_leaf_alpha" not in dropped and "oxt_leaf_beta" in dropped
+    with pytest.raises(ValueError, match="invalid exclude"):
+        text.render(profile, exclude="(")
+    with pytest.raises(ValueError, match="exclude is longer"):
+        text.render(profile, exclude="x" * 201)
+
+
 def test_text_empty_selection(profile):
     empty = profile.filter(threads=["no such thread"])
     out = text.render(empty)

@@ -51,15 +51,23 @@ def max_records(value: Any) -> Optional[int]:
     return int(value)
 
 
-def regex(value: Any) -> Optional[Pattern[str]]:
-    """A compiled pattern, None for 'everything', or ValueError for a bad one."""
-    if value is None or value == ".*":
+def limit(value: Any) -> Optional[int]:
+    """None (no limit) or a positive int: how many rows to show."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+        raise ValueError("limit must be a positive integer or None, not %r" % (value,))
+    return value
+
+
+def regex(value: Any, name: str = "re_filter") -> Optional[Pattern[str]]:
+    """A compiled pattern, None for 'everything' (None, "" and ".*"), or
+    ValueError for a bad one; ``name`` is the parameter the messages name."""
+    if value is None or value == "" or value == ".*":
         return None
     if not isinstance(value, str):
-        raise TypeError("re_filter must be a string, not %s" % type(value).__name__)
+        raise TypeError("%s must be a string, not %s" % (name, type(value).__name__))
     if len(value) > MAX_FILTER_LENGTH:
-        raise ValueError("re_filter is longer than %d characters" % MAX_FILTER_LENGTH)
+        raise ValueError("%s is longer than %d characters" % (name, MAX_FILTER_LENGTH))
     try:
         return re.compile(value)
     except re.error as exc:
-        raise ValueError("invalid re_filter %r: %s" % (value, exc)) from None
+        raise ValueError("invalid %s %r: %s" % (name, value, exc)) from None

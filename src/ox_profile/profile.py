@@ -49,6 +49,10 @@ class Function:
             return "%s.%s" % (self.module, self.qualname)
         return self.qualname
 
+    def matches(self, regexp: "re.Pattern[str]") -> bool:
+        """Whether ``regexp`` finds a match in the display name or the file."""
+        return bool(regexp.search(self.display_name) or regexp.search(self.filename))
+
 
 @dataclasses.dataclass(frozen=True)
 class Frame:
@@ -201,8 +205,7 @@ class Profile:
         """Functions by self (or ``sort='total'``) hits, most first."""
         if sort not in ("self", "total"):
             raise ValueError("sort must be 'self' or 'total', not %r" % (sort,))
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0):
-            raise ValueError("limit must be a positive integer or None, not %r" % (limit,))
+        _validate.limit(limit)
         regexp = _validate.regex(re_filter)
         if regexp is None and sort in self._top_all:
             return self._top_all[sort][:limit]
@@ -211,7 +214,7 @@ class Profile:
         else:
             funcs = self.functions
             agg = [row for row in self._snap.aggregate(self._mask, None, sort)
-                   if regexp.search(funcs[row[0]].display_name) or regexp.search(funcs[row[0]].filename)]
+                   if funcs[row[0]].matches(regexp)]
             agg = agg if limit is None else agg[:limit]
         hot = self._snap.hot_lines(self._mask)
         total = self.total_samples or 1
@@ -288,8 +291,7 @@ class Profile:
         frames' functions match ``pattern`` (on ``module.qualname`` or the file
         name): e.g. the frames of the tool that ran the program."""
         regexp = re.compile(pattern)
-        flags = bytes(1 if regexp.search(f.display_name) or regexp.search(f.filename) else 0
-                      for f in self.functions)
+        flags = bytes(f.matches(regexp) for f in self.functions)
         return Profile(self._snap.strip_roots(flags), self.stats, threads=self._thread_filter,
                        labels=self._label_filter)
 

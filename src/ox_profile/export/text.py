@@ -4,8 +4,9 @@ summarising the run (samples, duration, mode, achieved sampling rate, backend)."
 from __future__ import annotations
 
 import os
-import re
 from typing import TYPE_CHECKING, Any, List, Mapping, Optional
+
+from ox_profile import _validate
 
 if TYPE_CHECKING:  # pragma: no cover
     from ox_profile.profile import Profile
@@ -91,17 +92,15 @@ def render(profile: "Profile", limit: Optional[int] = 50, sort: str = "self",
     functions whose name or file matches the regular expression, ``exclude``
     drops those that match this one; ``color`` adds ANSI colors (for terminals).
     """
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0):
-        raise ValueError("limit must be a positive integer or None, not %r" % (limit,))
+    _validate.limit(limit)
+    drop = _validate.regex(exclude, "exclude")
     lines = header_lines(profile, color)
     if profile.total_samples == 0:
         lines.append("no samples were collected (did the program run long enough?)")
         return "\n".join(lines) + "\n"
     everything = profile.top(sort=sort, re_filter=re_filter)
-    if exclude:
-        drop = re.compile(exclude)
-        everything = [s for s in everything if not (drop.search(s.function.display_name)
-                                                    or drop.search(s.function.filename))]
+    if drop is not None:
+        everything = [s for s in everything if not s.function.matches(drop)]
     rows = everything if limit is None else everything[:limit]
     names = [s.function.display_name for s in rows]
     width = min(max([len(n) for n in names] + [len("function")]), _MAX_NAME_WIDTH)
