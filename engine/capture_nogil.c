@@ -453,6 +453,20 @@ static int resolve_code(oxp_sampler_t *s, oxp_db_t *db, uintptr_t code_addr, con
 
 /* -- walking ------------------------------------------------------------- */
 
+/* Room for `used` bytes in a chunk copy.  0 / -1 (out of memory). */
+static int chunk_reserve(chunk_copy_t *ch, size_t used)
+{
+    if (ch->cap < used) {
+        char *copy = realloc(ch->copy, used);
+        if (copy == NULL) {
+            return -1;
+        }
+        ch->copy = copy;
+        ch->cap = used;
+    }
+    return 0;
+}
+
 /* A frame from the copied chunks, or read on its own.  0 / -1. */
 static int get_frame(nogil_state_t *st, int *nchunks, uintptr_t addr, _PyInterpreterFrame *out)
 {
@@ -484,15 +498,7 @@ static int get_frame(nogil_state_t *st, int *nchunks, uintptr_t addr, _PyInterpr
             break;
         }
         chunk_copy_t *ch = &st->chunks[*nchunks];
-        if (ch->cap < used) {
-            char *copy = realloc(ch->copy, used);
-            if (copy == NULL) {
-                break;
-            }
-            ch->copy = copy;
-            ch->cap = used;
-        }
-        if (oxp_saferead(ch->copy, prev, used) < 0) {
+        if (chunk_reserve(ch, used) < 0 || oxp_saferead(ch->copy, prev, used) < 0) {
             break;
         }
         ch->addr = prev;
@@ -526,14 +532,7 @@ static int walk_frames(nogil_state_t *st, const PyThreadState *ts, size_t first,
         size_t nvec = 1;
         if (chunk != 0 && used > 0 && used <= MAX_CHUNK_BYTES) {
             chunk_copy_t *ch = &st->chunks[0];
-            if (ch->cap < used) {
-                char *copy = realloc(ch->copy, used);
-                if (copy != NULL) {
-                    ch->copy = copy;
-                    ch->cap = used;
-                }
-            }
-            if (ch->cap >= used) {
+            if (chunk_reserve(ch, used) == 0) {
                 local[1].iov_base = ch->copy;
                 local[1].iov_len = used;
                 remote[1].iov_base = (void *)chunk;
@@ -892,14 +891,7 @@ static void prefetch_threads(nogil_state_t *st, int nthreads)
         p->chunk.addr = chunk;
         p->chunk.len = 0;
         if (chunk != 0 && used > 0 && used <= MAX_CHUNK_BYTES) {
-            if (p->chunk.cap < used) {
-                char *copy = realloc(p->chunk.copy, used);
-                if (copy != NULL) {
-                    p->chunk.copy = copy;
-                    p->chunk.cap = used;
-                }
-            }
-            if (p->chunk.cap >= used) {
+            if (chunk_reserve(&p->chunk, used) == 0) {
                 p->chunk.len = used;
                 st->local[nvec].iov_base = p->chunk.copy;
                 st->local[nvec].iov_len = used;
