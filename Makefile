@@ -46,11 +46,17 @@ test: sysdeps build lint
 test-fast: build
 	$(VPY) -m pytest -q -x --timeout=300 tests
 
+# cppcheck on the engine, once per layout family (the layout headers are
+# only seen with their version's macros).
+LAYOUT_LINT := py311.h:0x030B07F0 py312.h:0x030C01F0 py313.h:0x030D00F0
 lint:
 	@if command -v cppcheck >/dev/null; then \
-	  cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	    --inline-suppr --suppress=missingIncludeSystem --suppress=missingInclude --std=c11 -DOXP_HAVE_NOGIL=1 \
-	    '-DPy_RETURN_NONE=return Py_NewRef(Py_None)' '-DPy_RETURN_TRUE=return Py_NewRef(Py_True)' engine; \
+	  for l in $(LAYOUT_LINT); do \
+	    cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	      --inline-suppr --suppress=missingIncludeSystem --suppress=missingInclude --std=c11 -DOXP_HAVE_NOGIL=1 \
+	      -DOXP_LAYOUT_HEADER="\"$${l%%:*}\"" -DPY_VERSION_HEX=$${l##*:} -Iengine/layout \
+	      '-DPy_RETURN_NONE=return Py_NewRef(Py_None)' '-DPy_RETURN_TRUE=return Py_NewRef(Py_True)' engine || exit 1; \
+	  done; \
 	else echo "cppcheck not installed: skipping C lint (apt-get install cppcheck)"; fi
 
 # AddressSanitizer + UBSan build of the engine, running the stress tests.

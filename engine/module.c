@@ -660,6 +660,14 @@ static PyObject *engine_addr2line(PyObject *module, PyObject *args)
     return PyLong_FromLong(line);
 }
 
+/* _debug_offsets(None or bytes): the layout check against _Py_DebugOffsets,
+ * for tests (capture.h). */
+static PyObject *engine_debug_offsets(PyObject *module, PyObject *raw)
+{
+    (void)module;
+    return oxp_capture_nogil_debug_offsets(raw);
+}
+
 static PyMethodDef engine_methods[] = {
     {"set_label", engine_set_label, METH_O, "set_label(name or None): label this thread's samples."},
     {"get_label", engine_get_label, METH_NOARGS, "This thread's label, or None."},
@@ -668,6 +676,8 @@ static PyMethodDef engine_methods[] = {
     {"_saferead", engine_saferead, METH_VARARGS, "_saferead(address, n) -> bytes or None (test helper)."},
     {"_read_faults", engine_saferead_faults, METH_NOARGS, "Faults caught by the direct reader (process-wide)."},
     {"_addr2line", engine_addr2line, METH_VARARGS, "_addr2line(code, lasti) -> line (test helper)."},
+    {"_debug_offsets", engine_debug_offsets, METH_O,
+     "_debug_offsets(None) -> [(field, compiled value)]; _debug_offsets(bytes) -> None or why (test helper)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -703,17 +713,27 @@ PyMODINIT_FUNC PyInit__engine(void)
 #else
     const int compiled = 0;
 #endif
-    PyObject *info = Py_BuildValue("{s:O,s:O,s:s,s:i,s:n}", "nogil_compiled", compiled ? Py_True : Py_False,
+    const char *layout = oxp_capture_nogil_layout();
+    PyObject *info = Py_BuildValue("{s:O,s:O,s:s,s:s,s:z,s:i,s:n}", "nogil_compiled", compiled ? Py_True : Py_False,
                                    "nogil_available", nogil ? Py_True : Py_False, "reader",
-                                   nogil ? oxp_saferead_name(1) : why, "max_depth", OXP_MAX_DEPTH,
-                                   "default_max_memory", (Py_ssize_t)OXP_DB_DEFAULT_CAP);
+                                   nogil ? oxp_saferead_name(1) : why, "nogil_note", nogil ? "" : why, "layout",
+                                   layout, "max_depth", OXP_MAX_DEPTH, "default_max_memory",
+                                   (Py_ssize_t)OXP_DB_DEFAULT_CAP);
     if (info == NULL || PyModule_AddObject(m, "BUILD_INFO", info) < 0) {
         Py_XDECREF(info);
         goto error;
     }
-    if (PyModule_AddObject(m, "DROP_REASONS", Py_BuildValue("(sssss)", oxp_drop_names[0], oxp_drop_names[1],
-                                                            oxp_drop_names[2], oxp_drop_names[3],
-                                                            oxp_drop_names[4])) < 0) {
+    PyObject *reasons = PyTuple_New(OXP_DROP_NREASONS);
+    for (Py_ssize_t i = 0; reasons != NULL && i < OXP_DROP_NREASONS; i++) {
+        PyObject *name = PyUnicode_FromString(oxp_drop_names[i]);
+        if (name == NULL) {
+            Py_CLEAR(reasons);
+            break;
+        }
+        PyTuple_SET_ITEM(reasons, i, name);
+    }
+    if (reasons == NULL || PyModule_AddObject(m, "DROP_REASONS", reasons) < 0) {
+        Py_XDECREF(reasons);
         goto error;
     }
     if (!atfork_installed) {

@@ -16,7 +16,7 @@
 #include "saferead.h"
 
 const char *const oxp_drop_names[OXP_DROP_NREASONS] = {
-    "unreadable", "invalid", "thread_list", "no_gil", "no_memory",
+    "unreadable", "invalid", "thread_list", "no_gil", "no_memory", "torn",
 };
 
 int64_t oxp_now_ns(void)

@@ -23,6 +23,7 @@ typedef enum {
     OXP_DROP_THREADS,     /* thread list too long or cyclic */
     OXP_DROP_NO_GIL,      /* gil backend: could not take the GIL (finalizing) */
     OXP_DROP_NO_MEMORY,   /* scratch buffers could not grow */
+    OXP_DROP_TORN,        /* nogil: a generator stopped running while its frames were read, every time */
     OXP_DROP_NREASONS
 } oxp_drop_t;
 
@@ -42,7 +43,7 @@ typedef struct {
     uint64_t truncated;        /* stacks deeper than OXP_MAX_DEPTH */
     uint64_t idle_skipped;     /* cpu mode: thread samples skipped as idle */
     uint64_t dropped[OXP_DROP_NREASONS];
-    uint64_t retried;          /* nogil: thread walks that failed once, then were retried */
+    uint64_t retried;          /* nogil: threads walked again in a tick because a walk failed */
     uint64_t memo_hits;        /* nogil: unchanged stacks recorded without re-reading code objects */
     uint64_t interval_n;       /* Welford accumulators of tick-to-tick time */
     double interval_mean_ns;
