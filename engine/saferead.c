@@ -343,6 +343,51 @@ int oxp_saferead(void *dst, uintptr_t src, size_t n)
     return -1;
 }
 
+int oxp_saferead_chase(uintptr_t *ptr, uintptr_t slot, void *dst, size_t n)
+{
+    *ptr = 0;
+    guard_t *g = usable_guard();
+    if (g == NULL) {
+        if (oxp_saferead(ptr, slot, sizeof(*ptr)) < 0) {
+            return -1;
+        }
+        return *ptr != 0 && oxp_saferead(dst, *ptr, n) == 0 ? 0 : 1;
+    }
+    /* The second segment's source is the first's result: copied in one
+     * guarded call, with nothing in between but the guard's bookkeeping. */
+    volatile uintptr_t target = 0;
+    if (slot < 4096) {
+        return -1;
+    }
+    if (sigsetjmp(g->env, 0) != 0) {
+        g->active = 0;
+        oxp_saferead_unblock_faults();
+        atomic_fetch_add_explicit(&faults, 1, memory_order_relaxed);
+        *ptr = target;
+        return target == 0 ? -1 : 1; /* the pointer, or only what it points to, faulted */
+    }
+    g->active = 1;
+    g->lo = slot;
+    g->hi = slot + sizeof(uintptr_t);
+    atomic_signal_fence(memory_order_seq_cst);
+    memcpy((void *)&target, (const void *)slot, sizeof(uintptr_t));
+    atomic_signal_fence(memory_order_seq_cst);
+    uintptr_t p = target;
+    if (p < 4096 || n > UINTPTR_MAX - p) {
+        g->active = 0;
+        *ptr = p;
+        return 1; /* NULL, or nothing that can be read */
+    }
+    g->lo = p;
+    g->hi = p + n;
+    atomic_signal_fence(memory_order_seq_cst);
+    memcpy(dst, (const void *)p, n);
+    atomic_signal_fence(memory_order_seq_cst);
+    g->active = 0;
+    *ptr = p;
+    return 0;
+}
+
 size_t oxp_safereadv(const struct iovec *local, const struct iovec *remote, size_t count)
 {
     guard_t *g = usable_guard();

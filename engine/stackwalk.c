@@ -293,7 +293,8 @@ void oxp_nogil_walk_fresh(oxp_nogil_t *st, oxp_threadwalk_t *tw, size_t first, u
     /* The current frame, then at once its bytes: a generator's frame read
      * right after the pointer to it is still running (see walk_chain). */
     uintptr_t leaf = 0;
-    if (oxp_saferead(&leaf, tw->t.frame_slot, sizeof(leaf)) < 0) {
+    int rc = oxp_saferead_chase(&leaf, tw->t.frame_slot, leaf_raw, sizeof(leaf_raw));
+    if (rc < 0) {
         tw->status = OXP_WALK_FAILED;
         tw->why = OXP_DROP_READ;
         return;
@@ -302,7 +303,7 @@ void oxp_nogil_walk_fresh(oxp_nogil_t *st, oxp_threadwalk_t *tw, size_t first, u
         tw->status = OXP_WALK_NONE;
         return;
     }
-    int have_leaf = oxp_saferead(leaf_raw, leaf, sizeof(leaf_raw)) == 0;
+    int have_leaf = rc == 0;
     frame_source_t src = {st, 0, 1, {0, 0, 0}, 0};
     size_t used = chunk_used(&tw->t);
     oxp_chunkcopy_t *ch = &st->chunks[0];

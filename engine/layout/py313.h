@@ -20,9 +20,15 @@
 
 #include <string.h>
 
+/* 3.13's internal headers are not -Wextra clean (an unused parameter in
+ * pycore_object.h): not ours to fix. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#include "internal/pycore_dict.h"
 #include "internal/pycore_frame.h"
 #include "internal/pycore_interp.h"
 #include "internal/pycore_runtime.h"
+#pragma GCC diagnostic pop
 
 #include "objects_311_313.h"
 
