@@ -26,11 +26,6 @@ static void state_free(oxp_nogil_t *st)
     if (st == NULL) {
         return;
     }
-    if (st->threads != NULL) {
-        for (int i = 0; i < OXP_NOGIL_MAX_THREADS; i++) {
-            free(st->threads[i].chunk.copy);
-        }
-    }
     free(st->threads);
     free(st->tstates);
     free(st->recorded);
@@ -312,15 +307,15 @@ static int record_frames(oxp_sampler_t *s, oxp_nogil_t *st, const oxp_threadwalk
 
 /* -- the tick --------------------------------------------------------------- */
 
-/* Walks thread tw into st->raw from `first`: with what the batch read, then,
- * while a walk fails (a frame changed under it), from fresh reads. */
+/* Walks thread tw into st->raw from `first`; while a walk fails (a frame
+ * changed under it), again from a fresh copy of its thread state. */
 static void walk_thread(oxp_sampler_t *s, oxp_nogil_t *st, oxp_threadwalk_t *tw, size_t first)
 {
     tw->attempts = 1;
-    oxp_nogil_walk_prefetched(st, tw, first);
+    oxp_nogil_walk(st, tw, first, (uintptr_t)s->interp, 0);
     while (tw->status == OXP_WALK_FAILED && tw->attempts < OXP_NOGIL_ATTEMPTS) {
         tw->attempts++;
-        oxp_nogil_walk_fresh(st, tw, first, (uintptr_t)s->interp);
+        oxp_nogil_walk(st, tw, first, (uintptr_t)s->interp, 1);
     }
 }
 
@@ -369,7 +364,7 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
         tw->cpu_ns = 0;
         tw->memo = -1;
         tw->why = OXP_DROP_INVALID;
-        tw->status = tw->t.ident == 0 || tw->t.frame_slot == 0 ? OXP_WALK_NONE : OXP_WALK_FRAMES;
+        tw->status = tw->t.ident == 0 ? OXP_WALK_NONE : OXP_WALK_FRAMES;
         if (tw->status == OXP_WALK_FRAMES && s->mode == OXP_MODE_CPU) {
             tw->cpu_ns = oxp_sampler_cpu_delta(s, tw->t.native_id, tick);
             if (tw->cpu_ns == 0) {
@@ -379,7 +374,6 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
     }
 
     /* Pass 1, no lock: walk every thread into one array of raw frames. */
-    oxp_nogil_prefetch(st);
     size_t total = 0;
     for (int i = 0; i < st->nthreads; i++) {
         oxp_threadwalk_t *tw = &st->threads[i];

@@ -62,11 +62,6 @@ typedef struct {
     uint64_t hash;            /* of its raw frames */
     int memo;                 /* OXP_WALK_MEMO */
     uint64_t cpu_ns;          /* cpu mode: CPU used since the last tick */
-    /* Read for all threads in one batch before the walks. */
-    uintptr_t leaf;           /* the current frame */
-    int leaf_ok;
-    oxp_chunkcopy_t chunk;    /* the current chunk (Owned buffer) */
-    int chunk_ok;
 } oxp_threadwalk_t;
 
 /* Frames seen at the previous tick, by (frame address, code object,
@@ -141,16 +136,11 @@ typedef struct {
 
 /* Room for `need` raw frames in the tick (and the per-frame arrays).  0 / -1. */
 int oxp_nogil_reserve(oxp_nogil_t *st, size_t need);
-/* Reads every thread's current frame and current chunk in one batch. */
-void oxp_nogil_prefetch(oxp_nogil_t *st);
-/* Walks thread tw's frame chain into st->raw from `first`, leaf first, with
- * what the batch read for it.  Sets tw->status (FRAMES, NONE or FAILED),
- * tw->n, tw->truncated. */
-void oxp_nogil_walk_prefetched(oxp_nogil_t *st, oxp_threadwalk_t *tw, size_t first);
-/* The same from a fresh read of its thread state, current frame and chunk,
- * done back to back: for a walk that failed.  interp: the interpreter the
- * thread must still belong to. */
-void oxp_nogil_walk_fresh(oxp_nogil_t *st, oxp_threadwalk_t *tw, size_t first, uintptr_t interp);
+/* Walks thread tw's frame chain into st->raw from `first`, leaf first,
+ * following its current frame afresh; with `reread`, from a fresh copy of
+ * its thread state too (which must still belong to `interp`).  Sets
+ * tw->status (FRAMES, NONE or FAILED), tw->n, tw->truncated. */
+void oxp_nogil_walk(oxp_nogil_t *st, oxp_threadwalk_t *tw, size_t first, uintptr_t interp, int reread);
 /* Reads and decodes the header of every distinct code object of
  * raw[0, n) that is not resolved through the live-frame table; returns the
  * slot mask for oxp_nogil_code. */

@@ -343,40 +343,67 @@ int oxp_saferead(void *dst, uintptr_t src, size_t n)
     return -1;
 }
 
-int oxp_saferead_chase(uintptr_t *ptr, uintptr_t slot, void *dst, size_t n)
+/* One step of a chase: the pointer at addr, or 0 if unreadable. */
+static int read_word(uintptr_t addr, uintptr_t *out)
 {
-    *ptr = 0;
+    return oxp_saferead(out, addr, sizeof(*out));
+}
+
+int oxp_saferead_chase(uintptr_t at, intptr_t via, uintptr_t *target, void *dst, size_t n)
+{
+    *target = 0;
     guard_t *g = usable_guard();
     if (g == NULL) {
-        if (oxp_saferead(ptr, slot, sizeof(*ptr)) < 0) {
+        uintptr_t p;
+        if (read_word(at, &p) < 0 || (via >= 0 && (p == 0 || read_word(p + (uintptr_t)via, &p) < 0))) {
             return -1;
         }
-        return *ptr != 0 && oxp_saferead(dst, *ptr, n) == 0 ? 0 : 1;
+        *target = p;
+        return p != 0 && oxp_saferead(dst, p, n) == 0 ? 0 : 1;
     }
-    /* The second segment's source is the first's result: copied in one
-     * guarded call, with nothing in between but the guard's bookkeeping. */
-    volatile uintptr_t target = 0;
-    if (slot < 4096) {
-        return -1;
-    }
+    /* Every step in one guarded call: nothing in between but the guard's
+     * bookkeeping.  A fault anywhere comes back here with `reached` saying
+     * how far it got. */
+    const int pointers = via >= 0 ? 2 : 1;
+    const uintptr_t hop = via >= 0 ? (uintptr_t)via : 0;
+    volatile uintptr_t addr = at;
+    volatile uintptr_t last = 0;
+    volatile int reached = 0; /* pointers read */
     if (sigsetjmp(g->env, 0) != 0) {
         g->active = 0;
         oxp_saferead_unblock_faults();
         atomic_fetch_add_explicit(&faults, 1, memory_order_relaxed);
-        *ptr = target;
-        return target == 0 ? -1 : 1; /* the pointer, or only what it points to, faulted */
+        *target = reached == pointers ? last : 0;
+        return reached == pointers ? 1 : -1;
     }
     g->active = 1;
-    g->lo = slot;
-    g->hi = slot + sizeof(uintptr_t);
-    atomic_signal_fence(memory_order_seq_cst);
-    memcpy((void *)&target, (const void *)slot, sizeof(uintptr_t));
-    atomic_signal_fence(memory_order_seq_cst);
-    uintptr_t p = target;
+    for (int step = 0; step < pointers; step++) {
+        uintptr_t a = addr;
+        if (a < 4096 || a > UINTPTR_MAX - sizeof(uintptr_t)) {
+            g->active = 0;
+            return -1;
+        }
+        g->lo = a;
+        g->hi = a + sizeof(uintptr_t);
+        atomic_signal_fence(memory_order_seq_cst);
+        uintptr_t p;
+        memcpy(&p, (const void *)a, sizeof(p));
+        atomic_signal_fence(memory_order_seq_cst);
+        last = p;
+        reached = step + 1;
+        if (step + 1 < pointers) {
+            if (p == 0) {
+                g->active = 0;
+                return -1;
+            }
+            addr = p + hop;
+        }
+    }
+    uintptr_t p = last;
+    *target = p;
     if (p < 4096 || n > UINTPTR_MAX - p) {
         g->active = 0;
-        *ptr = p;
-        return 1; /* NULL, or nothing that can be read */
+        return 1;
     }
     g->lo = p;
     g->hi = p + n;
@@ -384,7 +411,6 @@ int oxp_saferead_chase(uintptr_t *ptr, uintptr_t slot, void *dst, size_t n)
     memcpy(dst, (const void *)p, n);
     atomic_signal_fence(memory_order_seq_cst);
     g->active = 0;
-    *ptr = p;
     return 0;
 }
 

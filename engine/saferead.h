@@ -51,12 +51,15 @@ void oxp_saferead_tick(void);
 uint64_t oxp_saferead_faults(void);
 /* Copies n bytes at address src into dst.  0, or -1 if any byte is unreadable. */
 int oxp_saferead(void *dst, uintptr_t src, size_t n);
-/* Reads the pointer at address `slot` into *ptr, then n bytes at that
- * pointer into dst, back to back (one guarded copy with the direct reader):
- * for a pointer and what it points to read as close together in time as
- * possible.  0 when both were read; 1 when only the pointer was (it is 0,
- * or what it points to is unreadable); -1 when the pointer was not. */
-int oxp_saferead_chase(uintptr_t *ptr, uintptr_t slot, void *dst, size_t n);
+/* Follows a pointer to what it points to, back to back (one guarded copy
+ * with the direct reader), for a pointer and its target read as close
+ * together in time as possible: reads the pointer at `at`; when via >= 0,
+ * then the pointer `via` bytes into what that one points to; then n bytes
+ * at the last pointer into dst.  *target is the last pointer (0 if not
+ * reached).  0 when everything was read; 1 when the last pointer was but
+ * is 0 or its n bytes are unreadable; -1 when a pointer on the way was
+ * unreadable or 0. */
+int oxp_saferead_chase(uintptr_t at, intptr_t via, uintptr_t *target, void *dst, size_t n);
 /* Reads up to `count` (local, remote) pairs, stopping at the first that
  * fails; returns how many were read completely. */
 size_t oxp_safereadv(const struct iovec *local, const struct iovec *remote, size_t count);

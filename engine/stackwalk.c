@@ -1,9 +1,9 @@
-/* Walking a thread's frame chain without the GIL: copies of its data-stack
- * chunks serve the frames that live in them, everything else (generator and
- * coroutine frames, entry frames on the C stack) is read on its own; every
- * read is a crash-proof one (saferead.c).  Also the batched reads: every
- * thread's current frame and chunk before the walks, and every code
- * object's header after them. */
+/* Walking a thread's frame chain without the GIL: the current frame is
+ * read through the thread state at the moment of the walk, copies of its
+ * data-stack chunks serve the frames that live in them, everything else
+ * (generator and coroutine frames, entry frames on the C stack) is read on
+ * its own; every read is a crash-proof one (saferead.c).  Also the batched
+ * read of every code object's header after the walks. */
 #include "layout/layout.h"
 
 #include <stdlib.h>
@@ -92,46 +92,6 @@ static size_t chunk_used(const oxp_pythread_t *t)
 {
     size_t used = t->chunk_top > t->chunk ? (size_t)(t->chunk_top - t->chunk) : 0;
     return t->chunk != 0 && used <= OXP_NOGIL_MAX_CHUNK_BYTES ? used : 0;
-}
-
-void oxp_nogil_prefetch(oxp_nogil_t *st)
-{
-    size_t nseg = 0;
-    if ((size_t)st->nthreads * 2 > st->raw_cap) {
-        for (int i = 0; i < st->nthreads; i++) {
-            st->threads[i].leaf_ok = st->threads[i].chunk_ok = 0;
-        }
-        return; /* no room for the batch: the walks read for themselves */
-    }
-    for (int i = 0; i < st->nthreads; i++) {
-        oxp_threadwalk_t *tw = &st->threads[i];
-        tw->leaf_ok = tw->chunk_ok = 0;
-        tw->chunk.len = 0;
-        if (tw->status != OXP_WALK_FRAMES) {
-            continue; /* nothing to walk */
-        }
-        add_segment(st, &nseg, &tw->leaf, tw->t.frame_slot, sizeof(tw->leaf));
-        size_t used = chunk_used(&tw->t);
-        if (used > 0 && chunk_reserve(&tw->chunk, used) == 0) {
-            tw->chunk.addr = tw->t.chunk;
-            tw->chunk.len = used;
-            add_segment(st, &nseg, tw->chunk.copy, tw->t.chunk, used);
-        }
-    }
-    read_segments(st, nseg);
-    /* Hand the results to the threads, in the order they were asked for. */
-    size_t k = 0;
-    for (int i = 0; i < st->nthreads; i++) {
-        oxp_threadwalk_t *tw = &st->threads[i];
-        if (tw->status != OXP_WALK_FRAMES) {
-            continue;
-        }
-        tw->leaf_ok = st->seg_ok[k++];
-        if (tw->chunk.len > 0) {
-            tw->chunk_ok = tw->leaf_ok && st->seg_ok[k];
-            k++;
-        }
-    }
 }
 
 /* -- one thread's walk ---------------------------------------------------- */
@@ -255,55 +215,32 @@ static void walk_chain(frame_source_t *src, oxp_threadwalk_t *tw, size_t first, 
     }
 }
 
-void oxp_nogil_walk_prefetched(oxp_nogil_t *st, oxp_threadwalk_t *tw, size_t first)
+void oxp_nogil_walk(oxp_nogil_t *st, oxp_threadwalk_t *tw, size_t first, uintptr_t interp, int reread)
 {
-    if (!tw->leaf_ok) {
-        oxp_nogil_walk_fresh(st, tw, first, tw->t.interp);
-        return;
-    }
-    frame_source_t src = {st, 0, 1, {0, 0, 0}, 0};
-    /* Serve chunks[0] from the thread's own prefetched buffer. */
-    oxp_chunkcopy_t saved = st->chunks[0];
-    if (tw->chunk_ok) {
-        st->chunks[0] = tw->chunk;
-        src.nchunks = 1;
-    }
-    walk_chain(&src, tw, first, tw->leaf, NULL);
-    if (tw->chunk_ok) {
-        tw->chunk = st->chunks[0]; /* get_frame never grows chunks[0], but keep ownership exact */
-        st->chunks[0] = saved;
-    }
-}
-
-void oxp_nogil_walk_fresh(oxp_nogil_t *st, oxp_threadwalk_t *tw, size_t first, uintptr_t interp)
-{
-    char ts[OXP_TSTATE_SIZE];
     char leaf_raw[OXP_FRAME_SIZE];
     tw->n = 0;
     tw->truncated = 0;
-    if (oxp_saferead(ts, tw->addr, sizeof(ts)) < 0) {
-        tw->status = OXP_WALK_NONE; /* the thread is gone */
-        return;
+    if (reread) {
+        char ts[OXP_TSTATE_SIZE];
+        if (oxp_saferead(ts, tw->addr, sizeof(ts)) < 0) {
+            tw->status = OXP_WALK_NONE; /* the thread is gone */
+            return;
+        }
+        oxp_layout_thread(ts, tw->addr, &tw->t);
+        if (tw->t.interp != interp || tw->t.ident == 0) {
+            tw->status = OXP_WALK_NONE;
+            return;
+        }
     }
-    oxp_layout_thread(ts, tw->addr, &tw->t);
-    if (tw->t.interp != interp || tw->t.ident == 0 || tw->t.frame_slot == 0) {
-        tw->status = OXP_WALK_NONE;
-        return;
-    }
-    /* The current frame, then at once its bytes: a generator's frame read
+    /* The current frame, and at once its bytes: a generator's frame read
      * right after the pointer to it is still running (see walk_chain). */
     uintptr_t leaf = 0;
-    int rc = oxp_saferead_chase(&leaf, tw->t.frame_slot, leaf_raw, sizeof(leaf_raw));
-    if (rc < 0) {
-        tw->status = OXP_WALK_FAILED;
-        tw->why = OXP_DROP_READ;
+    int rc = oxp_saferead_chase(tw->t.frame_at, tw->t.frame_via, &leaf, leaf_raw, sizeof(leaf_raw));
+    if (rc < 0 || leaf == 0) {
+        tw->status = OXP_WALK_NONE; /* not running Python code (yet) */
         return;
     }
-    if (leaf == 0) {
-        tw->status = OXP_WALK_NONE;
-        return;
-    }
-    int have_leaf = rc == 0;
+    /* Then the current chunk, where its callers' frames are. */
     frame_source_t src = {st, 0, 1, {0, 0, 0}, 0};
     size_t used = chunk_used(&tw->t);
     oxp_chunkcopy_t *ch = &st->chunks[0];
@@ -312,7 +249,7 @@ void oxp_nogil_walk_fresh(oxp_nogil_t *st, oxp_threadwalk_t *tw, size_t first, u
         ch->len = used;
         src.nchunks = 1;
     }
-    walk_chain(&src, tw, first, leaf, have_leaf ? leaf_raw : NULL);
+    walk_chain(&src, tw, first, leaf, rc == 0 ? leaf_raw : NULL);
 }
 
 /* -- code object headers -------------------------------------------------- */

@@ -29,15 +29,16 @@ static inline uintptr_t oxp_layout_threads_head(uintptr_t interp)
 static inline void oxp_layout_thread(const void *raw, uintptr_t addr, oxp_pythread_t *out)
 {
     const PyThreadState *ts = (const PyThreadState *)raw;
-    (void)addr;
     out->next = (uintptr_t)ts->next;
     out->interp = (uintptr_t)ts->interp;
     out->ident = (uint64_t)ts->thread_id;
     out->native_id = (uint64_t)ts->native_thread_id;
     /* The current frame hangs off the _PyCFrame of the innermost running
-     * _PyEval_EvalFrameDefault, which lives on the thread's C stack; NULL
-     * while the thread state is being set up. */
-    out->frame_slot = ts->cframe ? (uintptr_t)ts->cframe + offsetof(_PyCFrame, current_frame) : 0;
+     * _PyEval_EvalFrameDefault, which lives on the thread's C stack and
+     * changes as the thread enters and leaves evaluation loops (each
+     * generator step runs in one of its own). */
+    out->frame_at = addr + offsetof(PyThreadState, cframe);
+    out->frame_via = (intptr_t)offsetof(_PyCFrame, current_frame);
     out->chunk = (uintptr_t)ts->datastack_chunk;
     out->chunk_top = (uintptr_t)ts->datastack_top;
 }

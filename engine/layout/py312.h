@@ -32,14 +32,14 @@ static inline uintptr_t oxp_layout_threads_head(uintptr_t interp)
 static inline void oxp_layout_thread(const void *raw, uintptr_t addr, oxp_pythread_t *out)
 {
     const PyThreadState *ts = (const PyThreadState *)raw;
-    (void)addr;
     out->next = (uintptr_t)ts->next;
     out->interp = (uintptr_t)ts->interp;
     out->ident = (uint64_t)ts->thread_id;
     out->native_id = (uint64_t)ts->native_thread_id;
     /* As in 3.11, through the innermost _PyCFrame (tstate->root_cframe
      * when no eval loop runs). */
-    out->frame_slot = ts->cframe ? (uintptr_t)ts->cframe + offsetof(_PyCFrame, current_frame) : 0;
+    out->frame_at = addr + offsetof(PyThreadState, cframe);
+    out->frame_via = (intptr_t)offsetof(_PyCFrame, current_frame);
     out->chunk = (uintptr_t)ts->datastack_chunk;
     out->chunk_top = (uintptr_t)ts->datastack_top;
 }

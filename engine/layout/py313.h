@@ -50,7 +50,8 @@ static inline void oxp_layout_thread(const void *raw, uintptr_t addr, oxp_pythre
     out->ident = (uint64_t)ts->thread_id;
     out->native_id = (uint64_t)ts->native_thread_id;
     /* The thread state itself points to the current frame. */
-    out->frame_slot = addr + offsetof(PyThreadState, current_frame);
+    out->frame_at = addr + offsetof(PyThreadState, current_frame);
+    out->frame_via = -1;
     out->chunk = (uintptr_t)ts->datastack_chunk;
     out->chunk_top = (uintptr_t)ts->datastack_top;
 }

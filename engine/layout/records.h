@@ -13,8 +13,12 @@ typedef struct {
     uintptr_t interp;     /* the interpreter it belongs to */
     uint64_t ident;       /* threading.get_ident(); 0 while the thread starts */
     uint64_t native_id;   /* kernel TID */
-    uintptr_t frame_slot; /* address of the word that points to its current
-                             frame; 0 when it has none yet */
+    /* Where its current frame is: the pointer at frame_at (a field of the
+     * thread state) or, when frame_via >= 0, the pointer frame_via bytes
+     * into what that field points to.  Follow it afresh at each sample
+     * (oxp_saferead_chase): the thread changes it as it runs. */
+    uintptr_t frame_at;
+    intptr_t frame_via;
     uintptr_t chunk;      /* its current data-stack chunk, or 0 ... */
     uintptr_t chunk_top;  /* ... and the end of what is in use in it */
 } oxp_pythread_t;
