@@ -8,7 +8,7 @@ SRCS    := $(wildcard engine/*.c engine/*.h) setup.py
 PYDEPS  := pytest pytest-timeout Flask Flask-Login jsonschema playwright gunicorn
 APTDEPS := chromium golang-go
 
-.PHONY: all venv build demo test test-fast test-asan valgrind lint sysdeps bench clean
+.PHONY: all venv build demo test test-fast test-versions test-asan valgrind lint sysdeps bench clean
 
 all: build
 
@@ -40,8 +40,19 @@ sysdeps:
 demo: build
 	$(VPY) -m ox_profile run -o demo-profile.html examples/demo.py
 
+# The CPython versions make test covers.  The main venv (PY) runs the whole
+# suite; tools/test_versions.sh builds the engine for each other version it
+# finds (pyenv, PATH), runs the version-sensitive suites there, runs the
+# AddressSanitizer stress under every one, and says which it skipped.
+PY_VERSIONS ?= 3.11 3.12 3.13
+
 test: sysdeps build lint
 	$(VPY) -m pytest -q --timeout=300 tests
+	MAIN_PY=$(VPY) tools/test_versions.sh $(PY_VERSIONS)
+
+# The version-sensitive suites under the other versions only.
+test-versions: build
+	MAIN_PY=$(VPY) tools/test_versions.sh $(PY_VERSIONS)
 
 test-fast: build
 	$(VPY) -m pytest -q -x --timeout=300 tests
@@ -77,4 +88,4 @@ bench: build
 	$(VPY) bench/run.py
 
 clean:
-	rm -rf build dist src/ox_profile/*.so src/*.egg-info .pytest_cache demo-profile.html
+	rm -rf build dist src/ox_profile/*.so src/*.egg-info .pytest_cache demo-profile.html .venv-3.*

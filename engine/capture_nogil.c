@@ -116,7 +116,8 @@ PyObject *oxp_capture_nogil_debug_offsets(PyObject *raw)
     if (raw == Py_None) {
         /* Every field with the value this build was compiled with. */
         oxp_offset_row_t rows[OXP_NOFFSETS];
-        oxp_layout_offset_rows(&_PyRuntime.debug_offsets, rows);
+        size_t len;
+        oxp_layout_offset_rows(oxp_layout_running_offsets(&len), rows);
         PyObject *out = PyList_New(OXP_NOFFSETS);
         for (size_t i = 0; out != NULL && i < OXP_NOFFSETS; i++) {
             PyObject *row = Py_BuildValue("(sK)", rows[i].name, (unsigned long long)rows[i].built);

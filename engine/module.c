@@ -650,14 +650,24 @@ static PyObject *engine_addr2line(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!i:_addr2line", &PyCode_Type, &code, &lasti)) {
         return NULL;
     }
-    PyObject *table = ((PyCodeObject *)code)->co_linetable;
+    /* Through the code object's Python attributes: the public way. */
+    PyObject *table = PyObject_GetAttrString(code, "co_linetable");
+    PyObject *first = table ? PyObject_GetAttrString(code, "co_firstlineno") : NULL;
+    long firstlineno = first ? PyLong_AsLong(first) : -1;
+    PyObject *result = NULL;
+    if (first == NULL || (firstlineno == -1 && PyErr_Occurred())) {
+        goto done;
+    }
     if (!PyBytes_Check(table)) {
         PyErr_SetString(PyExc_TypeError, "co_linetable is not bytes");
-        return NULL;
+        goto done;
     }
-    int32_t line = oxp_linetable_line((const uint8_t *)PyBytes_AS_STRING(table), (size_t)PyBytes_GET_SIZE(table),
-                                      ((PyCodeObject *)code)->co_firstlineno, lasti);
-    return PyLong_FromLong(line);
+    result = PyLong_FromLong(oxp_linetable_line((const uint8_t *)PyBytes_AS_STRING(table),
+                                                (size_t)PyBytes_GET_SIZE(table), (int32_t)firstlineno, lasti));
+done:
+    Py_XDECREF(table);
+    Py_XDECREF(first);
+    return result;
 }
 
 /* _debug_offsets(None or bytes): the layout check against _Py_DebugOffsets,

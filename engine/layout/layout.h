@@ -60,7 +60,13 @@
  * Once, with the GIL held, before any capture:
  *   int oxp_layout_check(char *why, size_t n)
  *        0 if the running interpreter matches the layout compiled in; else -1
- *        and why (3.13+: checked against _Py_DebugOffsets). */
+ *        and why (3.13+: checked against _Py_DebugOffsets).
+ * Families whose interpreters publish _Py_DebugOffsets (3.13+) also define
+ * OXP_LAYOUT_HAS_DEBUG_OFFSETS, oxp_offset_row_t, OXP_NOFFSETS and
+ *   const void *oxp_layout_running_offsets(size_t *len)
+ *   void oxp_layout_offset_rows(const void *raw, oxp_offset_row_t *rows)
+ *   int oxp_layout_check_offsets(const void *raw, size_t len, char *why, size_t n)
+ * for the check and its tests. */
 
 #include OXP_LAYOUT_HEADER
 

@@ -229,9 +229,18 @@ static inline int oxp_layout_check_offsets(const void *raw, size_t len, char *wh
     return 0;
 }
 
+/* The running interpreter's _Py_DebugOffsets, and its size. */
+static inline const void *oxp_layout_running_offsets(size_t *len)
+{
+    *len = sizeof(_Py_DebugOffsets);
+    return &_PyRuntime.debug_offsets;
+}
+
 static inline int oxp_layout_check(char *why, size_t n)
 {
-    return oxp_layout_check_offsets(&_PyRuntime.debug_offsets, sizeof(_Py_DebugOffsets), why, n);
+    size_t len;
+    const void *running = oxp_layout_running_offsets(&len);
+    return oxp_layout_check_offsets(running, len, why, n);
 }
 
 #endif
