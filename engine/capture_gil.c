@@ -38,11 +38,13 @@ static int intern_obj(oxp_db_t *db, PyObject *str, oxp_id_t *out)
     return oxp_db_intern(db, utf8, (size_t)len, out);
 }
 
-/* The database function of a frame's code; OXP_NO_ID when over budget. */
-static oxp_id_t resolve(oxp_codecache_t *cache, oxp_db_t *db, PyCodeObject *code, PyFrameObject *frame)
+/* The database function of a frame's code; OXP_NO_ID when over budget.
+ * *own: the code is ox_profile's own. */
+static oxp_id_t resolve(oxp_codecache_t *cache, oxp_db_t *db, PyCodeObject *code, PyFrameObject *frame, int *own)
 {
     oxp_code_entry_t *e = oxp_codecache_get(cache, (uintptr_t)code);
     if (e != NULL && e->db_generation == db->generation && e->func != OXP_NO_ID && guard_matches(e, code)) {
+        *own = e->own;
         return e->func;
     }
     oxp_func_t f;
@@ -59,6 +61,7 @@ static oxp_id_t resolve(oxp_codecache_t *cache, oxp_db_t *db, PyCodeObject *code
     Py_XDECREF(globals);
     f.firstlineno = code->co_firstlineno;
     oxp_id_t id;
+    *own = 0;
     if (rc != 0 || oxp_db_func(db, &f, &id) < 0) {
         return OXP_NO_ID;
     }
@@ -69,6 +72,13 @@ static oxp_id_t resolve(oxp_codecache_t *cache, oxp_db_t *db, PyCodeObject *code
     e->g_firstlineno = code->co_firstlineno;
     e->func = id;
     e->db_generation = db->generation;
+    Py_ssize_t flen = 0;
+    const char *fname = PyUnicode_Check(code->co_filename) ? PyUnicode_AsUTF8AndSize(code->co_filename, &flen) : NULL;
+    if (fname == NULL) {
+        PyErr_Clear();
+    }
+    e->own = (uint8_t)(fname != NULL && oxp_code_is_own(fname, (size_t)flen));
+    *own = e->own;
     return id;
 }
 
@@ -107,16 +117,21 @@ int oxp_capture_gil_now(oxp_sampler_t *s, oxp_db_t *db, oxp_codecache_t *cache, 
             }
         }
         uint32_t depth = 0, seen = 0;
-        int over = 0;
+        int over = 0, own_leaf = 0;
         oxp_frame_t *frames = oxp_scratch_frames(scratch, OXP_MAX_DEPTH);
         while (frame != NULL) {
             if (frames != NULL && depth < OXP_MAX_DEPTH) {
                 PyCodeObject *code = PyFrame_GetCode(frame); /* new reference */
-                oxp_id_t func = resolve(cache, db, code, frame);
+                int own = 0;
+                oxp_id_t func = resolve(cache, db, code, frame, &own);
                 over |= func == OXP_NO_ID;
-                frames[depth].func = func;
-                frames[depth].line = PyFrame_GetLineNumber(frame);
-                depth++;
+                own_leaf |= own && seen == 0;
+                /* ox_profile's own frames are left out of every stack. */
+                if (!own) {
+                    frames[depth].func = func;
+                    frames[depth].line = PyFrame_GetLineNumber(frame);
+                    depth++;
+                }
                 Py_DECREF(code);
             }
             seen++;
@@ -131,6 +146,16 @@ int oxp_capture_gil_now(oxp_sampler_t *s, oxp_db_t *db, oxp_codecache_t *cache, 
             if (s != NULL) {
                 s->stats.dropped[OXP_DROP_NO_MEMORY]++;
             }
+            continue;
+        }
+        /* The sampler does not record a thread busy in ox_profile's own code
+         * (stopping it, taking a snapshot); a synchronous capture (s NULL)
+         * records its caller without those frames. */
+        if (s != NULL && own_leaf) {
+            s->stats.own_skipped++;
+            continue;
+        }
+        if (depth == 0) {
             continue;
         }
         char label[OXP_LABEL_MAX + 1];

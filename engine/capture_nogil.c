@@ -236,8 +236,10 @@ static void record_sample(oxp_sampler_t *s, const oxp_threadwalk_t *tw, const ox
                                 tw->cpu_ns);
 }
 
-/* Resolves thread tw's raw frames and records them.  0 (recorded, or
- * nothing to record), or -1 and why. */
+/* Resolves thread tw's raw frames and records them, without the frames of
+ * ox_profile's own code; a thread running ox_profile's code (its leaf-most
+ * frame is ours) is not recorded at all.  0 (recorded, or nothing to
+ * record), or -1 and why. */
 static int record_frames(oxp_sampler_t *s, oxp_nogil_t *st, const oxp_threadwalk_t *tw, uint32_t mask,
                          int held_gil, uint64_t tick, oxp_drop_t *why, uint32_t *depth_out)
 {
@@ -249,9 +251,12 @@ static int record_frames(oxp_sampler_t *s, oxp_nogil_t *st, const oxp_threadwalk
         return -1;
     }
     uint32_t depth = 0;
-    int over = 0;
+    int over = 0, visible = 0, own_leaf = 0;
     for (uint32_t i = 0; i < tw->n; i++) {
         const oxp_rawframe_t *r = &st->raw[tw->first + i];
+        oxp_id_t func;
+        int32_t line;
+        int own;
         if (r->live >= 0) {
             oxp_live_t *e = &st->live[r->live];
             if (e->generation != db->generation) {
@@ -259,39 +264,51 @@ static int record_frames(oxp_sampler_t *s, oxp_nogil_t *st, const oxp_threadwalk
                 return -1;
             }
             e->tick = tick;
-            if (e->func != OXP_NO_ID) {
-                frames[depth].func = e->func;
-                frames[depth].line = e->line;
-                depth++;
+            func = e->func;
+            line = e->line;
+            own = e->own;
+        } else {
+            const oxp_pycode_t *c = oxp_nogil_code(st, mask, r->code);
+            int64_t lasti = c != NULL ? oxp_frame_lasti(r->instr, c) : INT64_MIN;
+            if (lasti == INT64_MIN) {
+                *why = OXP_DROP_INVALID;
+                return -1;
             }
+            /* A frame that has not reached its first traceable instruction is
+             * not yet visible to Python's own tools either: skip it. */
+            if (oxp_frame_incomplete(r->kind, c, lasti)) {
+                oxp_nogil_live_store(st, r, OXP_NO_ID, 0, 0, db->generation, tick);
+                continue;
+            }
+            oxp_code_entry_t *e;
+            int rc = oxp_nogil_resolve(s, db, r->code, c, r->func, r->globals, &e);
+            if (rc == -1) {
+                *why = OXP_DROP_READ;
+                return -1;
+            }
+            if (rc == -2) {
+                over = 1;
+                continue;
+            }
+            func = e->func;
+            line = oxp_codecache_line(&s->cache, e, (int32_t)lasti);
+            own = e->own;
+            oxp_nogil_live_store(st, r, func, line, own, db->generation, tick);
+        }
+        if (func == OXP_NO_ID) {
             continue;
         }
-        const oxp_pycode_t *c = oxp_nogil_code(st, mask, r->code);
-        int64_t lasti = c != NULL ? oxp_frame_lasti(r->instr, c) : INT64_MIN;
-        if (lasti == INT64_MIN) {
-            *why = OXP_DROP_INVALID;
-            return -1;
+        own_leaf |= own && !visible;
+        visible = 1;
+        if (!own) {
+            frames[depth].func = func;
+            frames[depth].line = line;
+            depth++;
         }
-        /* A frame that has not reached its first traceable instruction is
-         * not yet visible to Python's own tools either: skip it. */
-        if (oxp_frame_incomplete(r->kind, c, lasti)) {
-            oxp_nogil_live_store(st, r, OXP_NO_ID, 0, db->generation, tick);
-            continue;
-        }
-        oxp_code_entry_t *e;
-        int rc = oxp_nogil_resolve(s, db, r->code, c, r->func, r->globals, &e);
-        if (rc == -1) {
-            *why = OXP_DROP_READ;
-            return -1;
-        }
-        if (rc == -2) {
-            over = 1;
-            continue;
-        }
-        frames[depth].func = e->func;
-        frames[depth].line = oxp_codecache_line(&s->cache, e, (int32_t)lasti);
-        oxp_nogil_live_store(st, r, frames[depth].func, frames[depth].line, db->generation, tick);
-        depth++;
+    }
+    if (own_leaf) {
+        s->stats.own_skipped++;
+        return 0;
     }
     if (depth == 0) {
         return 0; /* only frames that have not started: nothing to record */

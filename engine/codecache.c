@@ -6,6 +6,26 @@
 
 #include "linetable.h"
 
+/* The package directory, with its trailing separator.  Written once at
+ * import with the GIL held, before any sampler exists; read-only after. */
+static char own_prefix[4096];
+static size_t own_prefix_len;
+
+int oxp_codecache_set_own_prefix(const char *prefix, size_t len)
+{
+    if (len == 0 || len >= sizeof(own_prefix)) {
+        return -1;
+    }
+    memcpy(own_prefix, prefix, len);
+    own_prefix_len = len;
+    return 0;
+}
+
+int oxp_code_is_own(const char *filename, size_t len)
+{
+    return own_prefix_len > 0 && len > own_prefix_len && memcmp(filename, own_prefix, own_prefix_len) == 0;
+}
+
 static uint32_t addr_hash(uintptr_t a)
 {
     uint64_t x = (uint64_t)a;

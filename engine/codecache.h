@@ -20,6 +20,7 @@ typedef struct {
     uint8_t *linetable;   /* Owned copy, or NULL */
     uint32_t linetable_len;
     uint32_t stamp;       /* unique per fill, keys the line cache */
+    uint8_t own;          /* ox_profile's own code: its frames are left out of samples */
 } oxp_code_entry_t;
 
 typedef struct {
@@ -40,6 +41,12 @@ typedef struct {
 
 #define OXP_CODECACHE_SLOTS 8192u
 #define OXP_LINECACHE_SLOTS 16384u
+
+/* Whether a code object's file is one of ox_profile's own (under the
+ * package directory set once, GIL held, at import by
+ * oxp_codecache_set_own_prefix, before any sampler starts). */
+int oxp_codecache_set_own_prefix(const char *prefix, size_t len);
+int oxp_code_is_own(const char *filename, size_t len);
 
 int oxp_codecache_init(oxp_codecache_t *c);
 void oxp_codecache_free(oxp_codecache_t *c);

@@ -38,7 +38,7 @@ void oxp_nogil_live_mark(oxp_nogil_t *st, oxp_rawframe_t *raw, uint32_t n, uint6
     }
 }
 
-void oxp_nogil_live_store(oxp_nogil_t *st, const oxp_rawframe_t *r, oxp_id_t func, int32_t line,
+void oxp_nogil_live_store(oxp_nogil_t *st, const oxp_rawframe_t *r, oxp_id_t func, int32_t line, int own,
                           uint64_t generation, uint64_t tick)
 {
     uint32_t h = live_hash(r);
@@ -63,6 +63,7 @@ void oxp_nogil_live_store(oxp_nogil_t *st, const oxp_rawframe_t *r, oxp_id_t fun
     victim->tick = tick;
     victim->func = func;
     victim->line = line;
+    victim->own = (uint8_t)own;
 }
 
 uint64_t oxp_nogil_hash(const oxp_rawframe_t *raw, uint32_t n)

@@ -476,7 +476,7 @@ static PyObject *Sampler_stats(SamplerObject *self, PyObject *unused)
     const char *reader = self->s.backend == OXP_BACKEND_NOGIL ? oxp_saferead_name(guarded) : "C API";
     return Py_BuildValue(
         "{s:s,s:s,s:s,s:s,s:d,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:d,s:d,s:d,s:d,s:d,s:N,s:K,s:n,s:n,s:K,s:d,s:d,s:O,s:O,"
-        "s:O,s:K,s:K,s:K,s:d,s:K,s:d,s:d,s:K}",
+        "s:O,s:K,s:K,s:K,s:d,s:K,s:d,s:d,s:K,s:K}",
         "mode", self->s.mode == OXP_MODE_CPU ? "cpu" : "wall", "backend",
         self->s.backend == OXP_BACKEND_NOGIL ? "nogil" : "gil", "backend_note",
         self->backend_note ? self->backend_note : "", "reader", reader, "interval", (double)interval_ns / 1e9,
@@ -494,7 +494,7 @@ static PyObject *Sampler_stats(SamplerObject *self, PyObject *unused)
         "gil_wait_mean_us", st.ticks ? (double)st.gil_wait_total_ns / (double)st.ticks / 1e3 : 0.0, "memo_hits",
         (unsigned long long)st.memo_hits, "sampler_cpu_s", (double)st.thread_cpu_ns / 1e9, "sampler_cpu_percent",
         span > 0 ? 100.0 * (double)st.thread_cpu_ns / 1e9 / span : 0.0, "read_faults",
-        (unsigned long long)oxp_saferead_faults());
+        (unsigned long long)oxp_saferead_faults(), "own_skipped", (unsigned long long)st.own_skipped);
 }
 
 static PyObject *Sampler_reset_stats(SamplerObject *self, PyObject *unused)
@@ -670,6 +670,26 @@ done:
     return result;
 }
 
+/* _set_own_prefix(directory): frames of code under it are ox_profile's own
+ * and are left out of samples.  Called once at import, before any sampler. */
+static PyObject *engine_set_own_prefix(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Py_ssize_t len;
+    const char *prefix = PyUnicode_Check(arg) ? PyUnicode_AsUTF8AndSize(arg, &len) : NULL;
+    if (prefix == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "_set_own_prefix needs a str");
+        }
+        return NULL;
+    }
+    if (oxp_codecache_set_own_prefix(prefix, (size_t)len) < 0) {
+        PyErr_SetString(PyExc_ValueError, "the package directory is empty or too long");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* _debug_offsets(None or bytes): the layout check against _Py_DebugOffsets,
  * for tests (capture.h). */
 static PyObject *engine_debug_offsets(PyObject *module, PyObject *raw)
@@ -686,6 +706,8 @@ static PyMethodDef engine_methods[] = {
     {"_saferead", engine_saferead, METH_VARARGS, "_saferead(address, n) -> bytes or None (test helper)."},
     {"_read_faults", engine_saferead_faults, METH_NOARGS, "Faults caught by the direct reader (process-wide)."},
     {"_addr2line", engine_addr2line, METH_VARARGS, "_addr2line(code, lasti) -> line (test helper)."},
+    {"_set_own_prefix", engine_set_own_prefix, METH_O,
+     "_set_own_prefix(directory): code under it is ox_profile's own (left out of samples)."},
     {"_debug_offsets", engine_debug_offsets, METH_O,
      "_debug_offsets(None) -> [(field, compiled value)]; _debug_offsets(bytes) -> None or why (test helper)."},
     {NULL, NULL, 0, NULL},

@@ -75,6 +75,7 @@ typedef struct {
     uint64_t tick;       /* last tick it was seen */
     oxp_id_t func;       /* OXP_NO_ID: the frame is skipped (not started yet) */
     int32_t line;
+    uint8_t own;         /* ox_profile's own code */
 } oxp_live_t;
 
 #define OXP_LIVE_SLOTS 16384u
@@ -155,7 +156,7 @@ uint64_t oxp_nogil_hash(const oxp_rawframe_t *raw, uint32_t n);
 /* Marks the frames found unchanged since the previous tick (raw[i].live). */
 void oxp_nogil_live_mark(oxp_nogil_t *st, oxp_rawframe_t *raw, uint32_t n, uint64_t tick);
 /* Remembers what a frame resolved to. */
-void oxp_nogil_live_store(oxp_nogil_t *st, const oxp_rawframe_t *r, oxp_id_t func, int32_t line,
+void oxp_nogil_live_store(oxp_nogil_t *st, const oxp_rawframe_t *r, oxp_id_t func, int32_t line, int own,
                           uint64_t generation, uint64_t tick);
 /* The memo slot of thread native_id if its last stack had this hash, else -1. */
 int oxp_nogil_memo_find(oxp_nogil_t *st, uint64_t native_id, uint64_t hash);

@@ -215,6 +215,7 @@ int oxp_nogil_resolve(oxp_sampler_t *s, oxp_db_t *db, uintptr_t code_addr, const
     e->db_generation = db->generation;
     e->linetable = linetable;
     e->linetable_len = lt_len;
+    e->own = (uint8_t)oxp_code_is_own(filename, (size_t)file_len);
     s->stats.cache_misses++;
     *out = e;
     return 0;

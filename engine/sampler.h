@@ -42,6 +42,7 @@ typedef struct {
     uint64_t missed_ticks;     /* ticks skipped because of lateness */
     uint64_t truncated;        /* stacks deeper than OXP_MAX_DEPTH */
     uint64_t idle_skipped;     /* cpu mode: thread samples skipped as idle */
+    uint64_t own_skipped;      /* thread samples skipped: the thread was running ox_profile's own code */
     uint64_t dropped[OXP_DROP_NREASONS];
     uint64_t retried;          /* nogil: threads walked again in a tick because a walk failed */
     uint64_t memo_hits;        /* nogil: unchanged stacks recorded without re-reading code objects */

@@ -10,6 +10,7 @@ import time
 from typing import Any, Callable, Dict, Optional, TypeVar
 
 from ox_profile import _engine, _validate
+from ox_profile.caveats import sampling_caveat
 from ox_profile.profile import Profile
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -129,6 +130,9 @@ class Profiler:
         stats.update(self._database.info())
         if self._backend_note:
             stats["backend_note"] = self._backend_note
+        caveat = sampling_caveat(stats)
+        if caveat:
+            stats["warning"] = caveat
         return stats
 
     def snapshot(self) -> Profile:

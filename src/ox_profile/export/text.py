@@ -69,6 +69,8 @@ def header_lines(profile: "Profile", color: bool = False) -> List[str]:
     nthreads = sum(1 for t in profile.threads if t.hits)
     parts.append("%d thread%s" % (nthreads, "" if nthreads == 1 else "s"))
     lines = [_paint("ox_profile: " + ", ".join(parts), _BOLD, color)]
+    if stats.get("warning"):
+        lines.append(_paint("warning: %s" % stats["warning"], _YELLOW, color))
 
     dropped = stats.get("dropped") or {}
     lost = sum(int(v) for v in dropped.values()) if isinstance(dropped, Mapping) else 0

@@ -246,6 +246,9 @@ def _header_html(meta: Mapping[str, Any]) -> str:
         add("started", when.strftime("%Y-%m-%d %H:%M:%S UTC"))
     if meta.get("views_omitted"):
         add("views omitted", meta["views_omitted"])
+    if stats.get("warning"):
+        items.append('<span class="oxr-item oxr-warning"><span class="oxr-key">warning</span> '
+                     '<span class="oxr-val">%s</span></span>' % _text(stats["warning"]))
     return "\n".join(items)
 
 
