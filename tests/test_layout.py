@@ -159,3 +159,75 @@ def test_gil_flag_per_sample_from_the_interpreters_gil() -> None:
     profile = prof.snapshot()
     assert profile.filter(threads=[threading.get_ident()]).gil_share > 0.9
     assert profile.filter(threads=["blocked-on-lock"]).gil_share < 0.05
+
+
+# -- falling back -----------------------------------------------------------
+
+def _nogil_layout_with(version=(3, 14), implementation="cpython", platform="linux",
+                       free_threaded=None, headers=True, env=None):
+    """Runs setup.py's nogil_layout() as if on another interpreter."""
+    import ast
+    import types
+
+    source = (ROOT / "setup.py").read_text()
+    tree = ast.parse(source)
+    keep = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "nogil_layout"
+            or isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "LAYOUTS" for t in node.targets)]
+    fake_sys = types.SimpleNamespace(version_info=version, platform=platform,
+                                     implementation=types.SimpleNamespace(name=implementation))
+    fake_sysconfig = types.SimpleNamespace(
+        get_config_var=lambda name: free_threaded if name == "Py_GIL_DISABLED" else None,
+        get_paths=lambda: {"include": "/include"})
+    fake_os = types.SimpleNamespace(environ=env or {}, path=types.SimpleNamespace(
+        exists=lambda p: headers, join=lambda *parts: "/".join(parts)))
+    namespace = {"sys": fake_sys, "sysconfig": fake_sysconfig, "os": fake_os}
+    exec(compile(ast.Module(body=keep, type_ignores=[]), "setup.py", "exec"), namespace)
+    return namespace["nogil_layout"]()
+
+
+def test_every_other_interpreter_gets_a_reason() -> None:
+    assert _nogil_layout_with(version=(3, 12)) == ("py312.h", None)
+    header, why = _nogil_layout_with(version=(3, 14))
+    assert header is None and "CPython 3.14 has no layout" in why and "3.11, 3.12, 3.13" in why
+    assert "free-threaded" in _nogil_layout_with(version=(3, 13), free_threaded=1)[1]
+    assert "pypy is not CPython" in _nogil_layout_with(implementation="pypy")[1]
+    assert "internal headers" in _nogil_layout_with(version=(3, 13), headers=False)[1]
+    assert "Linux" in _nogil_layout_with(platform="darwin")[1]
+    assert "OXP_NO_NOGIL" in _nogil_layout_with(version=(3, 11), env={"OXP_NO_NOGIL": "1"})[1]
+
+
+@pytest.mark.skipif(not SUPPORTED, reason="this build is already the fallback")
+def test_a_build_without_the_gil_free_capture_falls_back_and_says_why(tmp_path) -> None:
+    """The engine built without a layout: every run takes the GIL-holding
+    capture, and the profile says why and what it misses."""
+    import os
+    import shutil
+    import subprocess
+
+    shutil.copytree(ROOT / "src" / "ox_profile", tmp_path / "ox_profile",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    env = dict(os.environ, OXP_NO_NOGIL="1")
+    build = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib", str(tmp_path / "lib"),
+                            "--build-temp", str(tmp_path / "tmp")], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-3000:]
+    for so in (tmp_path / "lib" / "ox_profile").glob("_engine*.so"):
+        shutil.copy(so, tmp_path / "ox_profile")
+    probe = subprocess.run([sys.executable, "-c", """if True:
+        import time, ox_profile
+        from ox_profile import _engine
+        assert _engine.__file__.startswith(%r), _engine.__file__
+        with ox_profile.Profiler(interval=0.001) as prof:
+            end = time.time() + 0.2
+            while time.time() < end:
+                pass
+        stats = prof.stats()
+        print(stats["backend"]); print(stats["backend_note"]); print(stats["warning"])
+        print(_engine.BUILD_INFO["nogil_note"])
+        """ % str(tmp_path)], cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(tmp_path)), capture_output=True,
+        text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr
+    backend, note, warning, build_note = probe.stdout.splitlines()
+    assert backend == "gil"
+    assert "OXP_NO_NOGIL" in note and note == build_note
+    assert "GIL-holding backend" in warning and "not available here" in warning and "OXP_NO_NOGIL" in warning
