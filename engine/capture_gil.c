@@ -160,8 +160,12 @@ int oxp_capture_gil_now(oxp_sampler_t *s, oxp_db_t *db, oxp_codecache_t *cache, 
         }
         char label[OXP_LABEL_MAX + 1];
         size_t label_len = oxp_labels_get((uint64_t)t->thread_id, label);
+        oxp_sample_info_t info = {0, 0, cpu_ns};
+        if (s != NULL && s->mode == OXP_MODE_WALL) {
+            info.idle = !oxp_sampler_ran(s, (uint64_t)t->native_thread_id, tick, 0);
+        }
         if (over) {
-            oxp_db_add_overflow(db, 0, cpu_ns);
+            oxp_db_add_overflow(db, &info);
             if (s != NULL) {
                 s->stats.samples++;
             }
@@ -171,7 +175,7 @@ int oxp_capture_gil_now(oxp_sampler_t *s, oxp_db_t *db, oxp_codecache_t *cache, 
             s->stats.truncated++;
         }
         oxp_sampler_record_unlocked(s, db, (uint64_t)t->thread_id, (uint64_t)t->native_thread_id, label,
-                                    label_len, frames, depth, 0, cpu_ns);
+                                    label_len, frames, depth, &info);
     }
     pthread_mutex_unlock(&db->lock);
     if (gc_was_enabled) {

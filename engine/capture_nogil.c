@@ -232,8 +232,8 @@ static void record_sample(oxp_sampler_t *s, const oxp_threadwalk_t *tw, const ox
 {
     char label[OXP_LABEL_MAX + 1];
     size_t label_len = oxp_labels_get(tw->t.ident, label);
-    oxp_sampler_record_unlocked(s, s->db, tw->t.ident, tw->t.native_id, label, label_len, frames, depth, held_gil,
-                                tw->cpu_ns);
+    oxp_sample_info_t info = {held_gil, tw->idle, tw->cpu_ns};
+    oxp_sampler_record_unlocked(s, s->db, tw->t.ident, tw->t.native_id, label, label_len, frames, depth, &info);
 }
 
 /* Resolves thread tw's raw frames and records them, without the frames of
@@ -314,7 +314,8 @@ static int record_frames(oxp_sampler_t *s, oxp_nogil_t *st, const oxp_threadwalk
         return 0; /* only frames that have not started: nothing to record */
     }
     if (over) {
-        oxp_db_add_overflow(db, held_gil, tw->cpu_ns);
+        oxp_sample_info_t info = {held_gil, tw->idle, tw->cpu_ns};
+        oxp_db_add_overflow(db, &info);
         s->stats.samples++;
         return 0;
     }
@@ -380,6 +381,7 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
         tw->truncated = 0;
         tw->attempts = 0;
         tw->cpu_ns = 0;
+        tw->idle = 0;
         tw->memo = -1;
         tw->why = OXP_DROP_INVALID;
         tw->status = tw->t.ident == 0 ? OXP_WALK_NONE : OXP_WALK_FRAMES;
@@ -409,7 +411,12 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
         }
         tw->first = total;
         tw->hash = oxp_nogil_hash(st->raw + total, tw->n);
-        tw->memo = tw->truncated ? -1 : oxp_nogil_memo_find(st, tw->t.native_id, tw->hash);
+        int changed = 0;
+        tw->memo = tw->truncated ? -1 : oxp_nogil_memo_find(st, tw->t.native_id, tw->hash, &changed);
+        if (s->mode == OXP_MODE_WALL) {
+            /* It ran if it holds the GIL or its frames moved; else its clock says. */
+            tw->idle = !oxp_sampler_ran(s, tw->t.native_id, tick, tw->addr == holder || changed);
+        }
         if (tw->memo >= 0) {
             tw->status = OXP_WALK_MEMO; /* unchanged: its frames need no header reads */
             continue;

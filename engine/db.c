@@ -362,20 +362,23 @@ int oxp_db_thread_set_name(oxp_db_t *db, oxp_id_t thread, const char *name, size
 typedef struct {
     const oxp_db_t *db;
     oxp_id_t thread, label, stack;
+    uint8_t idle;
 } count_key_t;
 
 static int count_eq(const void *ctx, uint32_t id)
 {
     const count_key_t *k = ctx;
     const oxp_count_t *c = &oxp_db_counts(k->db)[id];
-    return c->stack == k->stack && c->thread == k->thread && c->label == k->label;
+    return c->stack == k->stack && c->thread == k->thread && c->label == k->label && c->idle == k->idle;
 }
 
-/* The row for (thread, label, stack), created if needed; NULL when over budget. */
-static oxp_count_t *count_row(oxp_db_t *db, oxp_id_t thread, oxp_id_t label, oxp_id_t stack)
+/* The row for (thread, label, stack, idle), created if needed; NULL when over budget. */
+static oxp_count_t *count_row(oxp_db_t *db, oxp_id_t thread, oxp_id_t label, oxp_id_t stack, int idle)
 {
-    uint32_t hash = oxp_hash_final(oxp_hash_mix(oxp_hash_mix(oxp_hash_mix(0xc0u, thread), label), stack));
-    count_key_t key = {db, thread, label, stack};
+    uint8_t flag = idle ? 1 : 0;
+    uint32_t hash =
+        oxp_hash_final(oxp_hash_mix(oxp_hash_mix(oxp_hash_mix(oxp_hash_mix(0xc0u, thread), label), stack), flag));
+    count_key_t key = {db, thread, label, stack, flag};
     uint32_t id = oxp_index_find(&db->count_index, hash, count_eq, &key);
     if (id != UINT32_MAX) {
         return (oxp_count_t *)db->counts.data + id;
@@ -390,19 +393,20 @@ static oxp_count_t *count_row(oxp_db_t *db, oxp_id_t thread, oxp_id_t label, oxp
     c->thread = thread;
     c->label = label;
     c->stack = stack;
+    c->idle = flag;
     db->counts.len = n + 1;
     oxp_index_put(&db->count_index, hash, (uint32_t)n);
     return c;
 }
 
-int oxp_db_add_count(oxp_db_t *db, oxp_id_t thread, oxp_id_t label, oxp_id_t stack, uint64_t hits,
+int oxp_db_add_count(oxp_db_t *db, oxp_id_t thread, oxp_id_t label, oxp_id_t stack, int idle, uint64_t hits,
                      uint64_t gil_hits, uint64_t cpu_ns)
 {
     if (thread >= db->threads.len || stack >= db->stacks.len ||
         (label != OXP_NO_ID && label >= db->str_off.len)) {
         return -1;
     }
-    oxp_count_t *c = count_row(db, thread, label, stack);
+    oxp_count_t *c = count_row(db, thread, label, stack, idle);
     db->total_hits += hits;
     if (c == NULL) {
         db->overflow_hits += hits;
@@ -416,16 +420,16 @@ int oxp_db_add_count(oxp_db_t *db, oxp_id_t thread, oxp_id_t label, oxp_id_t sta
     return 0;
 }
 
-void oxp_db_add_overflow(oxp_db_t *db, int held_gil, uint64_t cpu_ns)
+void oxp_db_add_overflow(oxp_db_t *db, const oxp_sample_info_t *info)
 {
     db->total_hits++;
     db->overflow_hits++;
-    db->overflow_gil_hits += held_gil ? 1 : 0;
-    db->overflow_cpu_ns += cpu_ns;
+    db->overflow_gil_hits += info->held_gil ? 1 : 0;
+    db->overflow_cpu_ns += info->cpu_ns;
 }
 
 int oxp_db_add_sample(oxp_db_t *db, oxp_id_t thread, oxp_id_t label, const oxp_frame_t *frames,
-                      uint32_t depth, int held_gil, uint64_t cpu_ns)
+                      uint32_t depth, const oxp_sample_info_t *info)
 {
     oxp_id_t stack;
     oxp_count_t *c = NULL;
@@ -433,15 +437,15 @@ int oxp_db_add_sample(oxp_db_t *db, oxp_id_t thread, oxp_id_t label, const oxp_f
         depth = OXP_MAX_DEPTH; /* leaf first: keep the leaf-most frames */
     }
     if (oxp_db_stack(db, frames, depth, &stack) == 0) {
-        c = count_row(db, thread, label, stack);
+        c = count_row(db, thread, label, stack, info->idle);
     }
     if (c == NULL) {
-        oxp_db_add_overflow(db, held_gil, cpu_ns);
+        oxp_db_add_overflow(db, info);
         return 0;
     }
     db->total_hits++;
     c->hits++;
-    c->gil_hits += held_gil ? 1 : 0;
-    c->cpu_ns += cpu_ns;
+    c->gil_hits += info->held_gil ? 1 : 0;
+    c->cpu_ns += info->cpu_ns;
     return 0;
 }

@@ -42,11 +42,12 @@ typedef struct {
     uint32_t depth;
 } oxp_stack_t;
 
-/* Hits for one (thread, label, stack). */
+/* Hits for one (thread, label, stack, idle). */
 typedef struct {
     oxp_id_t thread;
     oxp_id_t label; /* string id, or OXP_NO_ID when the thread had no label */
     oxp_id_t stack;
+    uint8_t idle;   /* wall mode: the thread had not run since the previous tick */
     uint64_t hits;     /* samples */
     uint64_t gil_hits; /* samples in which the thread held the GIL */
     uint64_t cpu_ns;   /* CPU time charged to these samples (cpu mode) */
@@ -121,14 +122,22 @@ int oxp_db_stack(oxp_db_t *db, const oxp_frame_t *frames, uint32_t depth, oxp_id
 int oxp_db_thread(oxp_db_t *db, uint64_t ident, uint64_t native_id, oxp_id_t *out);
 int oxp_db_thread_set_name(oxp_db_t *db, oxp_id_t thread, const char *name, size_t len);
 
+/* What a sample says about its thread besides its stack. */
+typedef struct {
+    int held_gil;    /* it held the GIL */
+    int idle;        /* wall mode: it had not run since the previous tick */
+    uint64_t cpu_ns; /* cpu mode: CPU time charged to the sample */
+} oxp_sample_info_t;
+
 /* Count one sample.  When any entry it needs cannot be added within the cap,
  * the sample goes to the overflow bucket and the function still returns 0. */
 int oxp_db_add_sample(oxp_db_t *db, oxp_id_t thread, oxp_id_t label, const oxp_frame_t *frames,
-                      uint32_t depth, int held_gil, uint64_t cpu_ns);
-/* Count one sample in the overflow bucket (an entry it needed did not fit). */
-void oxp_db_add_overflow(oxp_db_t *db, int held_gil, uint64_t cpu_ns);
+                      uint32_t depth, const oxp_sample_info_t *info);
+/* Count one sample in the overflow bucket (an entry it needed did not fit;
+ * its idle flag is not kept there). */
+void oxp_db_add_overflow(oxp_db_t *db, const oxp_sample_info_t *info);
 /* Add `hits` to one row directly (used to rebuild a database from raw data). */
-int oxp_db_add_count(oxp_db_t *db, oxp_id_t thread, oxp_id_t label, oxp_id_t stack, uint64_t hits,
+int oxp_db_add_count(oxp_db_t *db, oxp_id_t thread, oxp_id_t label, oxp_id_t stack, int idle, uint64_t hits,
                      uint64_t gil_hits, uint64_t cpu_ns);
 
 static inline size_t oxp_db_nstrings(const oxp_db_t *db) { return db->str_off.len; }

@@ -114,9 +114,10 @@ static int memo_slot(oxp_nogil_t *st, uint64_t native_id, uint64_t tick, int cre
     return i;
 }
 
-int oxp_nogil_memo_find(oxp_nogil_t *st, uint64_t native_id, uint64_t hash)
+int oxp_nogil_memo_find(oxp_nogil_t *st, uint64_t native_id, uint64_t hash, int *changed)
 {
     int i = memo_slot(st, native_id, 0, 0);
+    *changed = i >= 0 && st->memo[i].hash != 0 && st->memo[i].hash != hash;
     return i >= 0 && st->memo[i].hash == hash && st->memo[i].depth > 0 ? i : -1;
 }
 

@@ -476,7 +476,7 @@ static PyObject *Sampler_stats(SamplerObject *self, PyObject *unused)
     const char *reader = self->s.backend == OXP_BACKEND_NOGIL ? oxp_saferead_name(guarded) : "C API";
     return Py_BuildValue(
         "{s:s,s:s,s:s,s:s,s:d,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:d,s:d,s:d,s:d,s:d,s:N,s:K,s:n,s:n,s:K,s:d,s:d,s:O,s:O,"
-        "s:O,s:K,s:K,s:K,s:d,s:K,s:d,s:d,s:K,s:K}",
+        "s:O,s:K,s:K,s:K,s:d,s:K,s:d,s:d,s:K,s:K,s:K}",
         "mode", self->s.mode == OXP_MODE_CPU ? "cpu" : "wall", "backend",
         self->s.backend == OXP_BACKEND_NOGIL ? "nogil" : "gil", "backend_note",
         self->backend_note ? self->backend_note : "", "reader", reader, "interval", (double)interval_ns / 1e9,
@@ -494,7 +494,8 @@ static PyObject *Sampler_stats(SamplerObject *self, PyObject *unused)
         "gil_wait_mean_us", st.ticks ? (double)st.gil_wait_total_ns / (double)st.ticks / 1e3 : 0.0, "memo_hits",
         (unsigned long long)st.memo_hits, "sampler_cpu_s", (double)st.thread_cpu_ns / 1e9, "sampler_cpu_percent",
         span > 0 ? 100.0 * (double)st.thread_cpu_ns / 1e9 / span : 0.0, "read_faults",
-        (unsigned long long)oxp_saferead_faults(), "own_skipped", (unsigned long long)st.own_skipped);
+        (unsigned long long)oxp_saferead_faults(), "own_skipped", (unsigned long long)st.own_skipped,
+        "idle_samples", (unsigned long long)st.idle_samples);
 }
 
 static PyObject *Sampler_reset_stats(SamplerObject *self, PyObject *unused)

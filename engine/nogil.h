@@ -62,6 +62,7 @@ typedef struct {
     uint64_t hash;            /* of its raw frames */
     int memo;                 /* OXP_WALK_MEMO */
     uint64_t cpu_ns;          /* cpu mode: CPU used since the last tick */
+    int idle;                 /* wall mode: it had not run since the previous tick */
 } oxp_threadwalk_t;
 
 /* Frames seen at the previous tick, by (frame address, code object,
@@ -158,8 +159,9 @@ void oxp_nogil_live_mark(oxp_nogil_t *st, oxp_rawframe_t *raw, uint32_t n, uint6
 /* Remembers what a frame resolved to. */
 void oxp_nogil_live_store(oxp_nogil_t *st, const oxp_rawframe_t *r, oxp_id_t func, int32_t line, int own,
                           uint64_t generation, uint64_t tick);
-/* The memo slot of thread native_id if its last stack had this hash, else -1. */
-int oxp_nogil_memo_find(oxp_nogil_t *st, uint64_t native_id, uint64_t hash);
+/* The memo slot of thread native_id if its last stack had this hash, else
+ * -1; *changed says whether it had another one (0 when unknown). */
+int oxp_nogil_memo_find(oxp_nogil_t *st, uint64_t native_id, uint64_t hash, int *changed);
 /* Remembers what thread native_id's stack (with this hash) resolved to. */
 void oxp_nogil_memo_store(oxp_nogil_t *st, uint64_t native_id, uint64_t hash, const oxp_frame_t *frames,
                           uint32_t depth, uint64_t generation, uint64_t tick);

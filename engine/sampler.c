@@ -441,18 +441,19 @@ oxp_frame_t *oxp_scratch_frames(oxp_scratch_t *sc, size_t n)
 
 void oxp_sampler_record_unlocked(oxp_sampler_t *s, oxp_db_t *db, uint64_t ident, uint64_t native_id,
                                  const char *label, size_t label_len, const oxp_frame_t *frames,
-                                 uint32_t depth, int held_gil, uint64_t cpu_ns)
+                                 uint32_t depth, const oxp_sample_info_t *info)
 {
     oxp_id_t thread, label_id = OXP_NO_ID;
     if (oxp_db_thread(db, ident, native_id, &thread) < 0 ||
         (label_len > 0 && oxp_db_intern(db, label, label_len, &label_id) < 0)) {
-        oxp_db_add_overflow(db, held_gil, cpu_ns);
+        oxp_db_add_overflow(db, info);
     } else {
-        oxp_db_add_sample(db, thread, label_id, frames, depth, held_gil, cpu_ns);
+        oxp_db_add_sample(db, thread, label_id, frames, depth, info);
     }
     if (s != NULL) {
         s->stats.samples++;
-        s->stats.gil_samples += held_gil ? 1 : 0;
+        s->stats.gil_samples += info->held_gil ? 1 : 0;
+        s->stats.idle_samples += info->idle ? 1 : 0;
         if (depth > OXP_MAX_DEPTH) {
             s->stats.truncated++;
         }
@@ -471,16 +472,14 @@ uint64_t oxp_thread_cpu_ns(uint64_t native_id)
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t oxp_sampler_cpu_delta(oxp_sampler_t *s, uint64_t native_id, uint64_t tick)
+/* The clock entry of a thread, made on first sight (a stale one is reused),
+ * or NULL when the table cannot hold it. */
+static oxp_cpuclock_t *cpu_entry(oxp_sampler_t *s, uint64_t native_id, uint64_t tick)
 {
-    uint64_t now = oxp_thread_cpu_ns(native_id);
-    if (now == 0) {
-        return 0;
-    }
     if (s->cpu_cap == 0) {
         s->cpu = PyMem_RawCalloc(256, sizeof(oxp_cpuclock_t));
         if (s->cpu == NULL) {
-            return 0;
+            return NULL;
         }
         s->cpu_cap = 256;
     }
@@ -488,10 +487,8 @@ uint64_t oxp_sampler_cpu_delta(oxp_sampler_t *s, uint64_t native_id, uint64_t ti
     for (size_t i = 0; i < s->cpu_cap; i++) {
         oxp_cpuclock_t *c = &s->cpu[i];
         if (c->native_id == native_id) {
-            uint64_t delta = now > c->last_ns ? now - c->last_ns : 0;
-            c->last_ns = now;
             c->seen_tick = tick;
-            return delta;
+            return c;
         }
         if (c->native_id == 0 && free_slot == NULL) {
             free_slot = c;
@@ -501,9 +498,45 @@ uint64_t oxp_sampler_cpu_delta(oxp_sampler_t *s, uint64_t native_id, uint64_t ti
     }
     oxp_cpuclock_t *slot = free_slot ? free_slot : stale;
     if (slot != NULL) {
+        memset(slot, 0, sizeof(*slot));
         slot->native_id = native_id;
-        slot->last_ns = now;
         slot->seen_tick = tick;
     }
-    return 0;
+    return slot;
+}
+
+uint64_t oxp_sampler_cpu_delta(oxp_sampler_t *s, uint64_t native_id, uint64_t tick)
+{
+    uint64_t now = oxp_thread_cpu_ns(native_id);
+    oxp_cpuclock_t *c = now != 0 ? cpu_entry(s, native_id, tick) : NULL;
+    if (c == NULL) {
+        return 0;
+    }
+    uint64_t delta = c->read_tick != 0 && now > c->last_ns ? now - c->last_ns : 0;
+    c->last_ns = now;
+    c->read_tick = tick;
+    return delta;
+}
+
+int oxp_sampler_ran(oxp_sampler_t *s, uint64_t native_id, uint64_t tick, int known)
+{
+    oxp_cpuclock_t *c = cpu_entry(s, native_id, tick);
+    if (known || c == NULL) {
+        return 1;
+    }
+    uint64_t now = oxp_thread_cpu_ns(native_id);
+    int64_t at = oxp_now_ns();
+    int consecutive = c->read_tick != 0 && c->read_tick + 1 == tick;
+    /* Two ticks a few microseconds apart (the gil backend takes the GIL
+     * again before the thread it took it from could run): too soon to
+     * tell, keep the last answer and the last reading. */
+    if (consecutive && now == c->last_ns && at - c->read_ns < s->interval_ns / 4) {
+        c->read_tick = tick;
+        return c->ran;
+    }
+    c->ran = !consecutive || now != c->last_ns;
+    c->last_ns = now;
+    c->read_ns = at;
+    c->read_tick = tick;
+    return c->ran;
 }

@@ -43,6 +43,7 @@ typedef struct {
     uint64_t truncated;        /* stacks deeper than OXP_MAX_DEPTH */
     uint64_t idle_skipped;     /* cpu mode: thread samples skipped as idle */
     uint64_t own_skipped;      /* thread samples skipped: the thread was running ox_profile's own code */
+    uint64_t idle_samples;     /* wall mode: samples of threads that had not run since the previous tick */
     uint64_t dropped[OXP_DROP_NREASONS];
     uint64_t retried;          /* nogil: threads walked again in a tick because a walk failed */
     uint64_t memo_hits;        /* nogil: unchanged stacks recorded without re-reading code objects */
@@ -59,11 +60,15 @@ typedef struct {
     uint64_t cache_misses;     /* code objects resolved (nogil) */
 } oxp_stats_t;
 
-/* Per-thread CPU clock readings for cpu mode (sampler thread only). */
+/* Per-thread CPU clock readings: cpu mode weights, and whether a thread ran
+ * since the previous tick (sampler thread only). */
 typedef struct {
-    uint64_t native_id;
-    uint64_t last_ns;
-    uint64_t seen_tick;
+    uint64_t native_id; /* 0 = free */
+    uint64_t last_ns;   /* its CPU time at read_tick */
+    uint64_t read_tick; /* when it was read (0: never) */
+    int64_t read_ns;    /* ... in CLOCK_MONOTONIC ns */
+    uint64_t seen_tick; /* when the thread was last looked up */
+    int ran;            /* what oxp_sampler_ran said last */
 } oxp_cpuclock_t;
 
 /* Scratch space a tick fills (sampler thread only, or the GIL holder). */
@@ -127,9 +132,14 @@ int oxp_sampler_is_alive(oxp_sampler_t *s);
 /* Records one captured thread stack (caller holds s->db->lock). Frames leaf first. */
 void oxp_sampler_record_unlocked(oxp_sampler_t *s, oxp_db_t *db, uint64_t ident, uint64_t native_id,
                                  const char *label, size_t label_len, const oxp_frame_t *frames,
-                                 uint32_t depth, int held_gil, uint64_t cpu_ns);
+                                 uint32_t depth, const oxp_sample_info_t *info);
 /* cpu mode: CPU ns the thread used since the last call (0 on first sight). */
 uint64_t oxp_sampler_cpu_delta(oxp_sampler_t *s, uint64_t native_id, uint64_t tick);
+/* wall mode: whether the thread ran since the previous tick.  `known`: the
+ * caller saw it run (it holds the GIL, its stack changed), so its clock
+ * need not be read.  A thread whose clock was not read at the previous tick
+ * counts as having run (nothing says otherwise). */
+int oxp_sampler_ran(oxp_sampler_t *s, uint64_t native_id, uint64_t tick, int known);
 /* CPU time of one of this process's threads (0 if it is gone). */
 uint64_t oxp_thread_cpu_ns(uint64_t native_id);
 /* Scratch frames of at least n entries, or NULL. */

@@ -52,7 +52,7 @@ static int add_overflow_row(oxp_db_t *db)
         return -1;
     }
     uint64_t total = db->total_hits;
-    if (oxp_db_add_count(db, thread, OXP_NO_ID, stack, db->overflow_hits, db->overflow_gil_hits,
+    if (oxp_db_add_count(db, thread, OXP_NO_ID, stack, 0, db->overflow_hits, db->overflow_gil_hits,
                          db->overflow_cpu_ns) < 0) {
         return -1;
     }
@@ -262,10 +262,10 @@ static PyObject *Snapshot_from_raw(PyObject *cls, PyObject *args)
     }
     Py_ssize_t nr = PySequence_Fast_GET_SIZE(seqs[4]);
     for (Py_ssize_t i = 0; i < nr; i++) {
-        int thread, label, stack;
+        int thread, label, stack, idle = 0;
         unsigned long long hits, gil, cpu;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seqs[4], i), "iiiKKK:row", &thread, &label, &stack, &hits,
-                              &gil, &cpu)) {
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seqs[4], i), "iiiKKK|p:row", &thread, &label, &stack, &hits,
+                              &gil, &cpu, &idle)) {
             goto error;
         }
         if (thread < 0 || thread >= nt || stack < 0 || stack >= ns || label < -1 || label >= nl) {
@@ -274,7 +274,7 @@ static PyObject *Snapshot_from_raw(PyObject *cls, PyObject *args)
             goto error;
         }
         if (oxp_db_add_count(db, (oxp_id_t)thread, label < 0 ? OXP_NO_ID : label_ids[label], (oxp_id_t)stack,
-                             hits, gil, cpu) < 0) {
+                             idle, hits, gil, cpu) < 0) {
             PyErr_NoMemory();
             goto error;
         }
@@ -357,8 +357,8 @@ static int label_index(const SnapshotObject *self, oxp_id_t lab)
 static PyObject *row_item(SnapshotObject *self, size_t i)
 {
     const oxp_count_t *c = &oxp_db_counts(&self->db)[i];
-    return Py_BuildValue("(IiIKKK)", c->thread, label_index(self, c->label), c->stack, (unsigned long long)c->hits,
-                         (unsigned long long)c->gil_hits, (unsigned long long)c->cpu_ns);
+    return Py_BuildValue("(IiIKKKO)", c->thread, label_index(self, c->label), c->stack, (unsigned long long)c->hits,
+                         (unsigned long long)c->gil_hits, (unsigned long long)c->cpu_ns, c->idle ? Py_True : Py_False);
 }
 
 static PyObject *Snapshot_get_functions(SnapshotObject *self, void *closure)
@@ -1255,7 +1255,9 @@ done:
 
 /* strip_roots(flags) -> a new Snapshot whose stacks lose their root-most
  * frames while those frames' functions are flagged (flags: one byte per
- * function), e.g. the frames of the tool that ran the program. */
+ * function), e.g. the frames of the tool that ran the program; a stack of
+ * flagged frames only (the tool at work before or after the program) is
+ * left out. */
 static PyObject *Snapshot_strip_roots(SnapshotObject *self, PyObject *arg)
 {
     Py_buffer view;
@@ -1300,13 +1302,16 @@ static PyObject *Snapshot_strip_roots(SnapshotObject *self, PyObject *arg)
         const oxp_stack_t *st = &oxp_db_stacks(src)[rows[r].stack];
         const oxp_frame_t *fr = oxp_db_frames(src) + st->offset;
         uint32_t depth = st->depth;
-        while (depth > 1 && flags[fr[depth - 1].func]) {
+        while (depth > 0 && flags[fr[depth - 1].func]) {
             depth--; /* leaf first: the root is at the end */
+        }
+        if (depth == 0) {
+            continue; /* nothing but flagged frames: none of it is kept */
         }
         oxp_id_t stack;
         ok = oxp_db_stack(db, fr, depth, &stack) == 0 &&
-             oxp_db_add_count(db, rows[r].thread, rows[r].label, stack, rows[r].hits, rows[r].gil_hits,
-                              rows[r].cpu_ns) == 0;
+             oxp_db_add_count(db, rows[r].thread, rows[r].label, stack, rows[r].idle, rows[r].hits,
+                              rows[r].gil_hits, rows[r].cpu_ns) == 0;
     }
     PyBuffer_Release(&view);
     if (!ok) {
@@ -1348,7 +1353,8 @@ static int get_flags(PyObject *obj, size_t n, Py_buffer *view, const uint8_t **f
 static PyObject *Snapshot_select(SnapshotObject *self, PyObject *args)
 {
     PyObject *tf_obj, *lf_obj;
-    if (!PyArg_ParseTuple(args, "OO:select", &tf_obj, &lf_obj)) {
+    int with_idle = 1;
+    if (!PyArg_ParseTuple(args, "OO|p:select", &tf_obj, &lf_obj, &with_idle)) {
         return NULL;
     }
     Py_buffer tv, lv;
@@ -1367,13 +1373,14 @@ static PyObject *Snapshot_select(SnapshotObject *self, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
-    if (tf != NULL || lf != NULL) {
+    if (tf != NULL || lf != NULL || !with_idle) {
         mask = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)nrows);
         if (mask == NULL) {
             goto done;
         }
     }
-    uint64_t total = 0, gil = 0, cpu = 0;
+    /* Idle samples left out are still counted, per the same threads and labels. */
+    uint64_t total = 0, gil = 0, cpu = 0, idle_total = 0, idle_hidden = 0;
     const oxp_count_t *rows = oxp_db_counts(&self->db);
     for (size_t r = 0; r < nrows; r++) {
         int keep = 1;
@@ -1381,6 +1388,10 @@ static PyObject *Snapshot_select(SnapshotObject *self, PyObject *args)
             keep = 0;
         }
         if (keep && lf != NULL && !lf[label_index(self, rows[r].label) + 1]) {
+            keep = 0;
+        }
+        if (keep && rows[r].idle && !with_idle) {
+            idle_hidden += rows[r].hits;
             keep = 0;
         }
         if (mask != NULL) {
@@ -1391,6 +1402,7 @@ static PyObject *Snapshot_select(SnapshotObject *self, PyObject *args)
             total += rows[r].hits;
             gil += rows[r].gil_hits;
             cpu += rows[r].cpu_ns;
+            idle_total += rows[r].idle ? rows[r].hits : 0;
         }
     }
     hits_list = PyList_New((Py_ssize_t)nthreads);
@@ -1404,8 +1416,9 @@ static PyObject *Snapshot_select(SnapshotObject *self, PyObject *args)
         }
         PyList_SET_ITEM(hits_list, (Py_ssize_t)t, v);
     }
-    result = Py_BuildValue("(OOKKK)", mask ? mask : Py_None, hits_list, (unsigned long long)total,
-                           (unsigned long long)gil, (unsigned long long)cpu);
+    result = Py_BuildValue("(OOKKKKK)", mask ? mask : Py_None, hits_list, (unsigned long long)total,
+                           (unsigned long long)gil, (unsigned long long)cpu, (unsigned long long)idle_total,
+                           (unsigned long long)idle_hidden);
 done:
     Py_XDECREF(mask);
     Py_XDECREF(hits_list);
@@ -1463,7 +1476,8 @@ static PyMethodDef Snapshot_methods[] = {
      "from_raw(functions, threads, labels, stacks, rows) -> Snapshot built from plain tuples."},
     {"stack", (PyCFunction)Snapshot_stack, METH_O, "stack(i) -> ((function, line), ...), leaf first."},
     {"select", (PyCFunction)Snapshot_select, METH_VARARGS,
-     "select(thread_flags, label_flags) -> (mask, thread_hits, total, gil, cpu_ns)."},
+     "select(thread_flags, label_flags, with_idle=True) -> (mask, thread_hits, total, gil, cpu_ns, idle, "
+     "idle_left_out)."},
     {"aggregate", (PyCFunction)Snapshot_aggregate, METH_VARARGS,
      "aggregate(mask=None, groups=None, order=None, limit=-1) -> [(group, self_hits, total_hits)]."},
     {"line_hits", (PyCFunction)Snapshot_line_hits, METH_VARARGS,
@@ -1482,7 +1496,7 @@ static PyGetSetDef Snapshot_getset[] = {
     {"functions", (getter)Snapshot_get_functions, NULL, "[(name, qualname, module, filename, firstlineno)]", NULL},
     {"threads", (getter)Snapshot_get_threads, NULL, "[(ident, native_id, name or None)]", NULL},
     {"labels", (getter)Snapshot_get_labels, NULL, "[label]", NULL},
-    {"rows", (getter)Snapshot_get_rows, NULL, "[(thread, label or -1, stack, hits, gil_hits, cpu_ns)]", NULL},
+    {"rows", (getter)Snapshot_get_rows, NULL, "[(thread, label or -1, stack, hits, gil_hits, cpu_ns, idle)]", NULL},
     {"nstacks", (getter)Snapshot_get_nstacks, NULL, "number of distinct stacks", NULL},
     {"total_hits", (getter)Snapshot_get_total, NULL, "samples recorded, overflow included", NULL},
     {"overflow_hits", (getter)Snapshot_get_overflow, NULL, "samples past the memory cap", NULL},

@@ -369,7 +369,9 @@ def _wrapper_frames(launcher: str) -> str:
     files = {os.path.abspath(os.path.join(os.path.dirname(__file__), "__main__.py"))}
     if launcher and os.path.basename(launcher) not in ("-c", "-m"):
         files.update({launcher, os.path.abspath(launcher)})
-    return "|".join([r"^runpy\.", r"^<frozen runpy>$", "^" + re.escape(__name__) + r"\."]
+    # runpy looks for an importer for the script's path before running it.
+    return "|".join([r"^runpy\.", r"^<frozen runpy>$", r"^pkgutil\.get_importer$", r"^zipimport\.",
+                     "^" + re.escape(__name__) + r"\."]
                     + ["^%s$" % re.escape(f) for f in sorted(files)])
 
 

@@ -75,7 +75,10 @@ class ThreadInfo:
 
 @dataclasses.dataclass(frozen=True)
 class StackSample:
-    """A distinct (thread, label, stack) with its counts; frames root first."""
+    """A distinct (thread, label, stack, idle) with its counts; frames root first.
+
+    ``idle``: the thread had not run since the previous tick (wall mode) in
+    these samples: it was waiting (a lock, I/O, sleep), not computing."""
 
     thread: ThreadInfo
     label: Optional[str]
@@ -83,6 +86,7 @@ class StackSample:
     hits: int
     gil_hits: int
     cpu_ns: int
+    idle: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +121,7 @@ class Profile:
         *,
         threads: Optional[Iterable[int]] = None,
         labels: Optional[Iterable[Optional[str]]] = None,
+        include_idle: bool = True,
         _parent: Optional["Profile"] = None,
     ) -> None:
         self._snap = snapshot
@@ -127,6 +132,8 @@ class Profile:
         self.duration: float = float(self.stats.get("duration", 0.0))
         self._thread_filter = None if threads is None else frozenset(threads)
         self._label_filter = None if labels is None else frozenset(labels)
+        #: Whether samples of idle threads (waiting, not running) are included.
+        self.include_idle: bool = bool(include_idle)
         # top() of every function by sort order, once computed (a profile
         # never changes; the status page asks for it twice).
         self._top_all: Dict[str, List[FunctionStat]] = {}
@@ -147,11 +154,16 @@ class Profile:
         if self._label_filter is not None:
             label_flags = bytes([1 if None in self._label_filter else 0] +
                                 [1 if lab in self._label_filter else 0 for lab in self.labels_table])
-        mask, thread_hits, total, gil, cpu = snapshot.select(thread_flags, label_flags)
+        mask, thread_hits, total, gil, cpu, idle, hidden = snapshot.select(thread_flags, label_flags,
+                                                                         self.include_idle)
         self._mask: Optional[bytes] = mask
         self.total_samples: int = total
         self.gil_samples: int = gil
         self.cpu_ns: int = cpu
+        #: Samples in the selection whose thread was idle, and idle samples
+        #: left out of it (``include_idle=False``).
+        self.idle_samples: int = idle
+        self.idle_hidden: int = hidden
         self.threads: List[ThreadInfo] = [
             ThreadInfo(i, t[0], t[1], t[2] if t[2] is not None else "Thread-%d" % t[1], thread_hits[i])
             for i, t in enumerate(self._raw_threads)
@@ -168,9 +180,12 @@ class Profile:
         self,
         threads: Optional[Iterable[Union[int, str]]] = None,
         labels: Optional[Iterable[Optional[str]]] = None,
+        include_idle: Optional[bool] = None,
     ) -> "Profile":
         """A profile of only these threads (indexes, idents or names) and labels
-        (``None`` selects samples taken outside any label)."""
+        (``None`` selects samples taken outside any label); ``include_idle=False``
+        leaves out the samples of threads that were waiting, not running
+        (``None`` keeps this profile's choice)."""
         thread_idx = self._thread_filter
         if threads is not None:
             wanted = set(threads)
@@ -181,7 +196,9 @@ class Profile:
         label_set = self._label_filter
         if labels is not None:
             label_set = frozenset(labels) if label_set is None else frozenset(labels) & label_set
-        return Profile(self._snap, self.stats, threads=thread_idx, labels=label_set, _parent=self)
+        idle = self.include_idle if include_idle is None else include_idle
+        return Profile(self._snap, self.stats, threads=thread_idx, labels=label_set, include_idle=idle,
+                       _parent=self)
 
     @property
     def gil_share(self) -> Optional[float]:
@@ -244,14 +261,14 @@ class Profile:
         for i, row in enumerate(self._all_rows()):
             if self._mask is not None and not self._mask[i]:
                 continue
-            thread, label, stack, hits, gil_hits, cpu_ns = row
+            thread, label, stack, hits, gil_hits, cpu_ns, idle = row
             frames = cache.get(stack)
             if frames is None:
                 frames = tuple(Frame(self.functions[f], line)
                                for f, line in reversed(self._snap.stack(stack)))
                 cache[stack] = frames
             yield StackSample(self.threads[thread], None if label < 0 else self.labels_table[label],
-                              frames, hits, gil_hits, cpu_ns)
+                              frames, hits, gil_hits, cpu_ns, idle)
 
     @property
     def distinct_stacks(self) -> int:
@@ -289,11 +306,13 @@ class Profile:
     def strip_root_frames(self, pattern: str) -> "Profile":
         """A profile whose stacks lose their root-most frames while those
         frames' functions match ``pattern`` (on ``module.qualname`` or the file
-        name): e.g. the frames of the tool that ran the program."""
+        name): e.g. the frames of the tool that ran the program.  Samples
+        with only such frames (the tool at work before or after the program)
+        are left out."""
         regexp = re.compile(pattern)
         flags = bytes(f.matches(regexp) for f in self.functions)
         return Profile(self._snap.strip_roots(flags), self.stats, threads=self._thread_filter,
-                       labels=self._label_filter)
+                       labels=self._label_filter, include_idle=self.include_idle)
 
     def thread_profiles(self) -> List[Tuple[ThreadInfo, "Profile"]]:
         """One profile per thread that has samples in the selection."""
