@@ -32,6 +32,8 @@ SOURCES = [
     "labels.c",
     "snapshot.c",
     "pprof.c",
+    "share.c",
+    "sharemod.c",
 ]
 # The rest of the GIL-free capture, built only with a layout.
 NOGIL_SOURCES = ["stackwalk.c", "memo.c", "pyread.c"]

@@ -313,20 +313,22 @@ int oxp_db_stack(oxp_db_t *db, const oxp_frame_t *frames, uint32_t depth, oxp_id
 typedef struct {
     const oxp_db_t *db;
     uint64_t ident, native_id;
+    oxp_id_t process;
 } thread_key_t;
 
 static int thread_eq(const void *ctx, uint32_t id)
 {
     const thread_key_t *k = ctx;
     const oxp_thread_t *t = &oxp_db_threads(k->db)[id];
-    return t->ident == k->ident && t->native_id == k->native_id;
+    return t->ident == k->ident && t->native_id == k->native_id && t->process == k->process;
 }
 
-int oxp_db_thread(oxp_db_t *db, uint64_t ident, uint64_t native_id, oxp_id_t *out)
+int oxp_db_thread_in(oxp_db_t *db, oxp_id_t process, uint64_t ident, uint64_t native_id, oxp_id_t *out)
 {
-    uint64_t words[2] = {ident, native_id};
-    uint32_t hash = oxp_hash_bytes(words, sizeof(words), 0x7eadu);
-    thread_key_t key = {db, ident, native_id};
+    uint64_t words[3] = {ident, native_id, process};
+    /* A plain (unmerged) database hashes as it always did. */
+    uint32_t hash = oxp_hash_bytes(words, process == OXP_NO_ID ? 2 * sizeof(uint64_t) : sizeof(words), 0x7eadu);
+    thread_key_t key = {db, ident, native_id, process};
     uint32_t id = oxp_index_find(&db->thread_index, hash, thread_eq, &key);
     if (id != UINT32_MAX) {
         *out = id;
@@ -341,10 +343,16 @@ int oxp_db_thread(oxp_db_t *db, uint64_t ident, uint64_t native_id, oxp_id_t *ou
     t->ident = ident;
     t->native_id = native_id;
     t->name = OXP_NO_ID;
+    t->process = process;
     db->threads.len = n + 1;
     oxp_index_put(&db->thread_index, hash, (uint32_t)n);
     *out = (oxp_id_t)n;
     return 0;
+}
+
+int oxp_db_thread(oxp_db_t *db, uint64_t ident, uint64_t native_id, oxp_id_t *out)
+{
+    return oxp_db_thread_in(db, OXP_NO_ID, ident, native_id, out);
 }
 
 int oxp_db_thread_set_name(oxp_db_t *db, oxp_id_t thread, const char *name, size_t len)

@@ -28,12 +28,14 @@ typedef struct {
     int32_t firstlineno;
 } oxp_func_t;
 
-/* A profiled thread: identity is (ident, native_id) because either alone is
- * reused by the OS once a thread ends. */
+/* A profiled thread: identity is (process, ident, native_id) because either
+ * id alone is reused by the OS once a thread ends, and forked processes share
+ * idents. */
 typedef struct {
     uint64_t ident;     /* threading.get_ident() (pthread_t) */
     uint64_t native_id; /* kernel TID */
     oxp_id_t name;      /* string id of threading.Thread.name, or OXP_NO_ID */
+    oxp_id_t process;   /* index of its process in a merged profile (share.h), else OXP_NO_ID */
 } oxp_thread_t;
 
 /* A stack: frames[offset .. offset + depth), leaf first. */
@@ -120,6 +122,8 @@ const char *oxp_db_str(const oxp_db_t *db, oxp_id_t id);
 int oxp_db_func(oxp_db_t *db, const oxp_func_t *f, oxp_id_t *out);
 int oxp_db_stack(oxp_db_t *db, const oxp_frame_t *frames, uint32_t depth, oxp_id_t *out);
 int oxp_db_thread(oxp_db_t *db, uint64_t ident, uint64_t native_id, oxp_id_t *out);
+/* The same, for a thread of process `process` (merging several processes). */
+int oxp_db_thread_in(oxp_db_t *db, oxp_id_t process, uint64_t ident, uint64_t native_id, oxp_id_t *out);
 int oxp_db_thread_set_name(oxp_db_t *db, oxp_id_t thread, const char *name, size_t len);
 
 /* What a sample says about its thread besides its stack. */

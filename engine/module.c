@@ -13,6 +13,7 @@
 #include "capture.h"
 #include "labels.h"
 #include "linetable.h"
+#include "module.h"
 #include "saferead.h"
 #include "sampler.h"
 #include "snapshot.h"
@@ -96,6 +97,19 @@ static int check_db(DatabaseObject *self)
         return -1;
     }
     return 0;
+}
+
+oxp_db_t *oxp_database_db(PyObject *obj)
+{
+    if (!PyObject_TypeCheck(obj, database_type)) {
+        PyErr_Format(PyExc_TypeError, "expected a Database, not %.100s", Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    DatabaseObject *self = (DatabaseObject *)obj;
+    if (check_db(self) < 0) {
+        return NULL;
+    }
+    return &self->db;
 }
 
 static PyObject *Database_snapshot(DatabaseObject *self, PyObject *unused)
@@ -736,7 +750,7 @@ PyMODINIT_FUNC PyInit__engine(void)
     if (sampler_type == NULL || PyModule_AddObjectRef(m, "Sampler", (PyObject *)sampler_type) < 0) {
         goto error;
     }
-    if (oxp_snapshot_register(m) < 0) {
+    if (oxp_snapshot_register(m) < 0 || oxp_share_register(m) < 0) {
         goto error;
     }
     const char *why = "";

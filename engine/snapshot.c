@@ -112,6 +112,37 @@ PyObject *oxp_snapshot_from_db(oxp_db_t *db)
     return (PyObject *)self;
 }
 
+PyObject *oxp_snapshot_adopt(oxp_db_t *db)
+{
+    SnapshotObject *self = snapshot_alloc();
+    if (self == NULL) {
+        oxp_db_free(db);
+        return NULL;
+    }
+    self->db = *db; /* the tables move; the mutex is never used in a snapshot */
+    memset(db, 0, sizeof(*db));
+    self->has_db = 1;
+    self->db.cap_bytes = SIZE_MAX;
+    if (add_overflow_row(&self->db) < 0) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    if (index_labels(self) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+const oxp_db_t *oxp_snapshot_db(PyObject *obj)
+{
+    if (!PyObject_TypeCheck(obj, snapshot_type)) {
+        PyErr_Format(PyExc_TypeError, "expected a Snapshot, not %.100s", Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    return &((SnapshotObject *)obj)->db;
+}
+
 static void Snapshot_dealloc(SnapshotObject *self)
 {
     if (self->has_db) {
@@ -401,6 +432,25 @@ static PyObject *Snapshot_get_overflow(SnapshotObject *self, void *closure)
 {
     (void)closure;
     return PyLong_FromUnsignedLongLong(self->db.overflow_hits);
+}
+
+/* thread_processes: per thread, the index of its process in a merged
+ * snapshot, or -1. */
+static PyObject *Snapshot_get_thread_processes(SnapshotObject *self, void *closure)
+{
+    (void)closure;
+    size_t n = self->db.threads.len;
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; list != NULL && i < n; i++) {
+        oxp_id_t p = oxp_db_threads(&self->db)[i].process;
+        PyObject *v = PyLong_FromLong(p == OXP_NO_ID ? -1L : (long)p);
+        if (v == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, v);
+    }
+    return list;
 }
 
 static PyObject *Snapshot_stack(SnapshotObject *self, PyObject *arg)
@@ -1292,7 +1342,7 @@ static PyObject *Snapshot_strip_roots(SnapshotObject *self, PyObject *arg)
     for (size_t i = 0; ok && i < src->threads.len; i++) {
         const oxp_thread_t *t = &oxp_db_threads(src)[i];
         oxp_id_t id;
-        ok = oxp_db_thread(db, t->ident, t->native_id, &id) == 0 && id == (oxp_id_t)i;
+        ok = oxp_db_thread_in(db, t->process, t->ident, t->native_id, &id) == 0 && id == (oxp_id_t)i;
         if (ok) {
             ((oxp_thread_t *)db->threads.data)[id].name = t->name;
         }
@@ -1500,6 +1550,8 @@ static PyGetSetDef Snapshot_getset[] = {
     {"nstacks", (getter)Snapshot_get_nstacks, NULL, "number of distinct stacks", NULL},
     {"total_hits", (getter)Snapshot_get_total, NULL, "samples recorded, overflow included", NULL},
     {"overflow_hits", (getter)Snapshot_get_overflow, NULL, "samples past the memory cap", NULL},
+    {"thread_processes", (getter)Snapshot_get_thread_processes, NULL,
+     "[process index of each thread in a merged snapshot, or -1]", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
