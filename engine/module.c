@@ -442,6 +442,24 @@ static PyObject *Sampler_is_paused(SamplerObject *self, PyObject *unused)
     return PyBool_FromLong(paused);
 }
 
+/* _take_fork_state() -> None, or whether the sampler was paused: in a forked
+ * child, when its thread ran in the parent (once; the flag is cleared). */
+static PyObject *Sampler_take_fork_state(SamplerObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (check_sampler(self) < 0) {
+        return NULL;
+    }
+    pthread_mutex_lock(&self->s.state_lock);
+    int rearm = self->s.rearm, paused = self->s.rearm_paused;
+    self->s.rearm = 0;
+    pthread_mutex_unlock(&self->s.state_lock);
+    if (!rearm) {
+        Py_RETURN_NONE;
+    }
+    return PyBool_FromLong(paused);
+}
+
 static PyObject *Sampler_stats(SamplerObject *self, PyObject *unused)
 {
     (void)unused;
@@ -535,6 +553,8 @@ static PyMethodDef Sampler_methods[] = {
     {"is_paused", (PyCFunction)Sampler_is_paused, METH_NOARGS, "Whether sampling is paused."},
     {"stats", (PyCFunction)Sampler_stats, METH_NOARGS, "Statistics of the sampler, as a dict."},
     {"reset_stats", (PyCFunction)Sampler_reset_stats, METH_NOARGS, "Zero the statistics."},
+    {"_take_fork_state", (PyCFunction)Sampler_take_fork_state, METH_NOARGS,
+     "In a forked child: None, or whether the sampler (running in the parent) was paused; once."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -121,7 +121,11 @@ void oxp_atfork_child(void)
         pthread_cond_init(&s->tick_done, NULL);
         s->in_tick = 0;
         if (s->thread_started) {
-            /* The thread does not exist here; never join it. */
+            /* The thread does not exist here; never join it.  Python's
+             * after-fork hook restarts it (profiler.py): threads cannot be
+             * created safely before CPython has cleaned up after the fork. */
+            s->rearm = s->state == OXP_RUNNING;
+            s->rearm_paused = s->paused;
             s->thread_started = 0;
             s->forked = 1;
             s->state = OXP_STOPPED;
@@ -365,6 +369,7 @@ int oxp_sampler_start(oxp_sampler_t *s, int paused)
     s->paused = paused;
     s->reschedule = 0;
     s->forked = 0;
+    s->rearm = 0;
     if (s->backend == OXP_BACKEND_NOGIL) {
         /* Without it the capture reads through system calls: slower, as safe. */
         (void)oxp_saferead_install();

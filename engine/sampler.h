@@ -95,6 +95,8 @@ typedef struct oxp_sampler {
     int thread_started; /* `thread` is joinable */
     pthread_t thread;
     int forked; /* the thread was lost in a fork (child side) */
+    int rearm;        /* child side: the thread ran in the parent; Python restarts it (state_lock) */
+    int rearm_paused; /* ... and was paused there */
 
     /* Fixed while the thread runs (set before start). */
     oxp_mode_t mode;

@@ -3,6 +3,7 @@ fork, exit, the memory cap, labels, and every bad input."""
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -175,14 +176,16 @@ def test_fork_leaves_a_working_child(backend: str) -> None:
         for i in range(20):
             pid = os.fork()
             if pid == 0:
-                # The child: no sampler thread, data readable, a new profiler works.
-                ok = not launcher.is_alive()
-                ok = ok and launcher.query()[1] > 0
+                # The child: its own sampler, re-armed running, on an empty
+                # profile; and a new profiler works too.
+                ok = launcher.is_alive() and not launcher.is_paused()
+                before = launcher.query()[1]
                 with ox_profile.Profiler(interval=0.001) as p:
                     deadline = time.time() + 5  # a loaded machine may be slow to schedule it
                     while p.stats()["samples"] < 5 and time.time() < deadline:
                         spin(0.01)
                 ok = ok and p.snapshot().total_samples >= 5
+                ok = ok and launcher.snapshot().total_samples > 0 and launcher.profiler.stats()["forked"] is False
                 ox_profile.set_label("child")
                 os._exit(0 if ok else 3)
             _, status = os.waitpid(pid, 0)
@@ -195,6 +198,64 @@ def test_fork_leaves_a_working_child(backend: str) -> None:
     """ % backend
     proc = run_python(code, timeout=120)
     assert proc.returncode == 0 and "ok True" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("before_fork", ["never used", "started paused", "unpaused", "paused after running",
+                                         "stopped", "not re-armed"])
+def test_fork_rearms_the_profiler_as_the_parent_left_it(before_fork: str) -> None:
+    """Whatever the parent did before forking, the child's profiler is in the
+    same state, with only its own samples; the parent keeps its data."""
+    code = """
+        import json, os, sys, time, ox_profile
+        from ox_profile.core import launchers
+        def spin(s):
+            end = time.perf_counter() + s
+            while time.perf_counter() < end: pass
+        how = %r
+        launcher = launchers.SimpleLauncher(interval=0.0005)
+        if how == "not re-armed":
+            launcher.profiler.rearm_after_fork = False
+        if how != "never used":
+            launcher.start()
+        if how in ("unpaused", "paused after running", "stopped", "not re-armed"):
+            launcher.unpause(); spin(0.2)
+        if how == "paused after running":
+            launcher.pause()
+        if how == "stopped":
+            launcher.profiler.stop()
+        parent_before = launcher.snapshot().total_samples
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            state = {"alive": launcher.is_alive(), "paused": launcher.is_paused(),
+                     "samples_at_fork": launcher.snapshot().total_samples}
+            spin(0.3)
+            state["samples_later"] = launcher.snapshot().total_samples
+            os.write(w, json.dumps(state).encode()); os._exit(0)
+        os.close(w)
+        child = json.loads(os.read(r, 4096))
+        os.waitpid(pid, 0)
+        child["parent_before"] = parent_before
+        child["parent_after"] = launcher.snapshot().total_samples
+        print(json.dumps(child))
+    """ % before_fork
+    proc = run_python(code, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    child = json.loads(proc.stdout.strip().splitlines()[-1])
+    running = before_fork == "unpaused"
+    assert child["alive"] is (before_fork in ("started paused", "unpaused", "paused after running"))
+    assert child["paused"] is (not running)
+    if before_fork in ("stopped", "not re-armed"):
+        # Not restarted: the child keeps a copy of what the parent had.
+        assert child["samples_at_fork"] == child["parent_before"] > 0
+        assert child["samples_later"] == child["samples_at_fork"]
+    else:
+        assert child["samples_at_fork"] == 0
+        assert (child["samples_later"] > 50) is running, child
+    # The parent keeps its own data, and goes on sampling when it was.
+    parent_running = before_fork in ("unpaused", "not re-armed")
+    assert child["parent_after"] >= child["parent_before"]
+    assert (child["parent_after"] > child["parent_before"]) is parent_running
 
 
 def test_exit_with_sampler_running_neither_crashes_nor_hangs(backend: str) -> None:

@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from typing import Any, Callable, Dict, Optional, TypeVar
 
 from ox_profile import _engine, _validate
@@ -49,6 +50,12 @@ class Profiler:
     caps the database in bytes (default 32 MiB).
     """
 
+    #: Whether a process forked while this profiler runs starts its own
+    #: sampler in the child, in the same state (paused or not), with an empty
+    #: profile (the parent keeps its data).  False: the child's profiler is
+    #: stopped and keeps a copy of the parent's data.
+    rearm_after_fork: bool = True
+
     def __init__(self, interval: float = 0.001, mode: str = "wall", backend: Optional[str] = None,
                  max_memory: Optional[int] = None, *, database: Optional["_engine.Database"] = None) -> None:
         self._interval = _validate.interval(interval)
@@ -59,6 +66,7 @@ class Profiler:
         self._lock = threading.Lock()
         install_thread_name_hook()
         self._started = False
+        _live_profilers.add(self)
 
     # -- control -------------------------------------------------------------
 
@@ -122,6 +130,18 @@ class Profiler:
         self._database.clear()
         self._sampler.reset_stats()
 
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: start a sampler if this profiler's ran in the
+        parent, paused as it was there, on an empty profile."""
+        paused = self._sampler._take_fork_state()
+        # A lock held by another thread of the parent stays held here.
+        self._lock = threading.Lock()
+        if paused is None or not self.rearm_after_fork:
+            return
+        self._database.clear()
+        self._sampler.reset_stats()
+        self._sampler.start(paused=paused)
+
     # -- results -------------------------------------------------------------
 
     def stats(self) -> Dict[str, Any]:
@@ -169,6 +189,22 @@ class Profiler:
     def __repr__(self) -> str:
         return "<Profiler interval=%g mode=%s %s>" % (
             self._interval, self.mode, "running" if self.is_running else "stopped")
+
+
+# Every Profiler alive in this process, for the after-fork hook.
+_live_profilers: "weakref.WeakSet[Profiler]" = weakref.WeakSet()
+
+
+def _rearm_after_fork() -> None:
+    """os.fork() hook, in the child: re-arm every profiler that was running."""
+    for profiler in list(_live_profilers):
+        try:
+            profiler._after_fork_in_child()
+        except Exception as exc:  # never let the profiler break a fork
+            print("ox_profile: could not restart the profiler after fork: %s" % (exc,), file=sys.stderr)
+
+
+os.register_at_fork(after_in_child=_rearm_after_fork)
 
 
 # Names of threads seen starting since the first profiler started, so that
