@@ -64,13 +64,49 @@ class Frame:
 
 @dataclasses.dataclass(frozen=True)
 class ThreadInfo:
-    """A thread seen by the sampler."""
+    """A thread seen by the sampler (``process``: the index of its process
+    in :attr:`Profile.processes`, -1 in a profile of one process)."""
 
     index: int
     ident: int
     native_id: int
     name: str
     hits: int
+    process: int = -1
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessInfo:
+    """One process of a profile merged from several (a server's workers,
+    the children of a program run by the command line).
+
+    ``state``: running, paused, not started (alive, its sampler never
+    started), exited (ended and published its last data) or lost (ended
+    without that: killed; its data is what it published last).
+    ``samples``: its samples in the merged profile; ``stats``: the
+    statistics it published (Profiler.stats()); ``updated``: when it last
+    published (epoch seconds); ``current``: the process that built the
+    merged profile."""
+
+    index: int
+    pid: int
+    start: int
+    command: str
+    state: str
+    samples: int
+    stats: Mapping[str, Any]
+    updated: float
+    current: bool = False
+
+    @property
+    def label(self) -> str:
+        """``pid N: command line``."""
+        return "pid %d: %s" % (self.pid, self.command) if self.command else "pid %d" % self.pid
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process was running when the profile was merged."""
+        return self.state not in ("exited", "lost")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +158,7 @@ class Profile:
         threads: Optional[Iterable[int]] = None,
         labels: Optional[Iterable[Optional[str]]] = None,
         include_idle: bool = True,
+        processes: Optional[Sequence[ProcessInfo]] = None,
         _parent: Optional["Profile"] = None,
     ) -> None:
         self._snap = snapshot
@@ -143,11 +180,16 @@ class Profile:
             self.labels_table: List[str] = _parent.labels_table
             self._rows = _parent._rows
             self._raw_threads = _parent._raw_threads
+            self._thread_process: List[int] = _parent._thread_process
+            self.processes: List[ProcessInfo] = _parent.processes
         else:
             self.functions = [Function(i, *f) for i, f in enumerate(snapshot.functions)]
             self.labels_table = list(snapshot.labels)
             self._rows = None  # built on demand: a Python list of every row
             self._raw_threads = snapshot.threads
+            #: The processes of a merged profile (empty for one process).
+            self.processes = list(processes or ())
+            self._thread_process = snapshot.thread_processes if self.processes else []
         thread_flags = label_flags = None
         if self._thread_filter is not None:
             thread_flags = bytes(1 if i in self._thread_filter else 0 for i in range(len(self._raw_threads)))
@@ -164,8 +206,10 @@ class Profile:
         #: left out of it (``include_idle=False``).
         self.idle_samples: int = idle
         self.idle_hidden: int = hidden
+        procs = self._thread_process
         self.threads: List[ThreadInfo] = [
-            ThreadInfo(i, t[0], t[1], t[2] if t[2] is not None else "Thread-%d" % t[1], thread_hits[i])
+            ThreadInfo(i, t[0], t[1], t[2] if t[2] is not None else "Thread-%d" % t[1], thread_hits[i],
+                       procs[i] if procs else -1)
             for i, t in enumerate(self._raw_threads)
         ]
 
@@ -181,11 +225,13 @@ class Profile:
         threads: Optional[Iterable[Union[int, str]]] = None,
         labels: Optional[Iterable[Optional[str]]] = None,
         include_idle: Optional[bool] = None,
+        processes: Optional[Iterable[int]] = None,
     ) -> "Profile":
         """A profile of only these threads (indexes, idents or names) and labels
         (``None`` selects samples taken outside any label); ``include_idle=False``
         leaves out the samples of threads that were waiting, not running
-        (``None`` keeps this profile's choice)."""
+        (``None`` keeps this profile's choice); ``processes`` (pids) keeps the
+        threads of those processes of a merged profile."""
         thread_idx = self._thread_filter
         if threads is not None:
             wanted = set(threads)
@@ -193,12 +239,21 @@ class Profile:
                                    if t.index in wanted or t.ident in wanted or t.name in wanted)
             if self._thread_filter is not None:
                 thread_idx &= self._thread_filter
+        if processes is not None:
+            pids = set(processes)
+            chosen = {p.index for p in self.processes if p.pid in pids}
+            of_processes = frozenset(t.index for t in self.threads if t.process in chosen)
+            thread_idx = of_processes if thread_idx is None else thread_idx & of_processes
         label_set = self._label_filter
         if labels is not None:
             label_set = frozenset(labels) if label_set is None else frozenset(labels) & label_set
         idle = self.include_idle if include_idle is None else include_idle
         return Profile(self._snap, self.stats, threads=thread_idx, labels=label_set, include_idle=idle,
                        _parent=self)
+
+    def process(self, pid: int) -> Optional[ProcessInfo]:
+        """The process ``pid`` of a merged profile, or None."""
+        return next((p for p in self.processes if p.pid == pid), None)
 
     @property
     def gil_share(self) -> Optional[float]:
@@ -312,7 +367,7 @@ class Profile:
         regexp = re.compile(pattern)
         flags = bytes(f.matches(regexp) for f in self.functions)
         return Profile(self._snap.strip_roots(flags), self.stats, threads=self._thread_filter,
-                       labels=self._label_filter, include_idle=self.include_idle)
+                       labels=self._label_filter, include_idle=self.include_idle, processes=self.processes)
 
     def thread_profiles(self) -> List[Tuple[ThreadInfo, "Profile"]]:
         """One profile per thread that has samples in the selection."""
@@ -331,5 +386,6 @@ class Profile:
         return export.save(self, path, format, **options)
 
     def __repr__(self) -> str:
-        return "<Profile %d samples, %d functions, %d threads, mode=%s>" % (
-            self.total_samples, len(self.functions), len(self.threads), self.mode)
+        procs = ", %d processes" % len(self.processes) if self.processes else ""
+        return "<Profile %d samples, %d functions, %d threads%s, mode=%s>" % (
+            self.total_samples, len(self.functions), len(self.threads), procs, self.mode)

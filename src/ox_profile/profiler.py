@@ -144,6 +144,15 @@ class Profiler:
 
     # -- results -------------------------------------------------------------
 
+    @property
+    def database(self) -> "_engine.Database":
+        """The engine database this profiler records into (for publishing it)."""
+        return self._database
+
+    def name_threads(self) -> None:
+        """Give the recorded threads their names (done by :meth:`snapshot`)."""
+        name_threads(self._database)
+
     def stats(self) -> Dict[str, Any]:
         """Sampler statistics: rate, capture cost, drops, memory, backend..."""
         stats = self._sampler.stats()

@@ -14,9 +14,9 @@ import csv
 import io
 import math
 import threading
-from typing import Dict, Iterable, List, NamedTuple, Optional
+from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
 
-__all__ = ["RequestTimings", "EndpointSummary", "OTHER", "NO_ENDPOINT",
+__all__ = ["RequestTimings", "EndpointSummary", "TimingEntry", "OTHER", "NO_ENDPOINT",
            "MIN_SECONDS", "MAX_SECONDS", "RATIO", "NBUCKETS"]
 
 #: Lower edge of the first bucket; shorter durations go to bucket 0.
@@ -85,6 +85,10 @@ class _Histogram:
                                self.percentile(0.99), self.max, self.errors)
 
 
+#: One endpoint's histogram as plain values (RequestTimings.export).
+TimingEntry = Tuple[str, int, float, float, int, List[Tuple[int, int]]]
+
+
 class RequestTimings:
     """Thread-safe request durations per endpoint, bounded in memory.
 
@@ -148,6 +152,40 @@ class RequestTimings:
     def __len__(self) -> int:
         with self._lock:
             return len(self._data)
+
+    def count(self) -> int:
+        """Requests recorded, every endpoint together."""
+        with self._lock:
+            return sum(hist.count for hist in self._data.values())
+
+    def export(self) -> List[TimingEntry]:
+        """Every endpoint's histogram as plain values, to publish for other
+        processes: ``(endpoint, count, total, max, errors, [(bucket, n)...])``."""
+        with self._lock:
+            return [(name, h.count, h.total, h.max, h.errors, sorted(h.buckets.items()))
+                    for name, h in self._data.items()]
+
+    def add(self, entries: Iterable[TimingEntry]) -> None:
+        """Add histograms exported by :meth:`export` (another process's) to
+        these: counts and buckets add up, maxima combine.  Malformed entries
+        and bucket indexes out of range are ignored."""
+        with self._lock:
+            for entry in entries:
+                try:
+                    name, count, total, top, errors, buckets = entry
+                    name, count, errors = str(name), int(count), int(errors)
+                    total, top = float(total), float(top)
+                except (TypeError, ValueError):
+                    continue
+                hist = self._histogram_unlocked(name)
+                hist.count += max(0, count)
+                hist.total += total if math.isfinite(total) and total > 0 else 0.0
+                if math.isfinite(top) and top > hist.max:
+                    hist.max = top
+                hist.errors += max(0, errors)
+                for index, n in buckets:
+                    if 0 <= int(index) < NBUCKETS and int(n) > 0:
+                        hist.buckets[int(index)] = hist.buckets.get(int(index), 0) + int(n)
 
 
 CSV_FIELDS = ("endpoint", "count", "mean_s", "p50_s", "p95_s", "p99_s", "max_s",
