@@ -16,7 +16,7 @@ from flask_login import LoginManager, login_user
 from werkzeug.exceptions import Forbidden
 
 from ox_profile.ui.flask import OX_PROF_BP
-from test_flask import (CSRF, P, ROUTES, ROUTE_IDS, User, _paused_and_empty, call,  # noqa: F401
+from test_flask import (CSRF, P, ROUTES, ROUTE_IDS, User, _paused_and_empty, admin, app, call,  # noqa: F401
                         client_as, current_interval, make_app)
 
 ACTIONS = [("/pause", {}), ("/unpause", {}), ("/set_interval", {"interval": "0.00005"})]
@@ -118,3 +118,93 @@ def test_403_page_reveals_neither_user_count_nor_compared_attribute():
     assert empty.status_code == 403 and _error_text(empty) == text
     data = client_as(app, "guest").get(P + "/status.json").json
     assert "email" not in data["error"] + data["help"] and "3" not in data["error"] + data["help"]
+
+
+# -- 3. state changes by GET: never from another site, never by HEAD -------------------
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+@pytest.mark.parametrize("url,query", ACTIONS, ids=[u for u, _ in ACTIONS])
+def test_get_action_requested_by_another_site_is_refused(admin, site, url, query):
+    before = current_interval()
+    response = admin.get(P + url, query_string=query, headers={"Sec-Fetch-Site": site})
+    assert response.status_code == 403
+    assert "another site" in response.get_data(as_text=True)
+    _unchanged(before)
+
+
+def test_get_action_with_a_foreign_referer_and_no_fetch_metadata_is_refused(admin):
+    before = current_interval()
+    response = admin.get(P + "/unpause", headers={"Referer": "http://evil.example/page"})
+    assert response.status_code == 403
+    _unchanged(before)
+    # A link from our own pages still works.
+    assert admin.get(P + "/unpause", headers={"Referer": "http://localhost/ox_profile/"}).status_code == 200
+    assert not OX_PROF_BP.is_paused()
+
+
+@pytest.mark.parametrize("site", ["none", "same-origin", None], ids=["typed", "own page", "no header"])
+def test_typed_bookmarked_or_own_get_links_still_work(admin, site):
+    headers = {"Sec-Fetch-Site": site} if site else {}
+    response = admin.get(P + "/set_interval?interval=0.004", headers=headers)
+    assert response.status_code == 200
+    assert current_interval() == pytest.approx(0.004)
+    assert admin.get(P + "/unpause", headers=headers).status_code == 200
+    assert not OX_PROF_BP.is_paused()
+
+
+@pytest.mark.parametrize("url,query", ACTIONS + [("/reset", {})], ids=[u for u, _ in ACTIONS] + ["/reset"])
+def test_head_and_options_never_change_state(admin, url, query):
+    OX_PROF_BP.timings.record("kept", 0.1)
+    before = current_interval()
+    head = admin.head(P + url, query_string=query)
+    assert head.status_code == 405
+    options = admin.options(P + url, query_string=query)
+    assert options.status_code in (200, 405)
+    _unchanged(before)
+    assert any(s.endpoint == "kept" for s in OX_PROF_BP.request_summaries())
+
+
+def test_head_of_pages_still_answers(admin):
+    assert admin.head(P + "/status").status_code == 200
+
+
+def test_csrf_token_rotates_at_login():
+    app = make_app(users={"admin", "alice"})
+    # A token planted in the session before its owner logs in.
+    client = app.test_client()
+    with client.session_transaction() as sess:
+        sess["_ox_prof_csrf"] = "planted-token"
+    assert client.get("/test_login/admin").status_code == 200
+    assert client.post(P + "/unpause", data={"csrf_token": "planted-token"}).status_code == 400
+    assert OX_PROF_BP.is_paused()
+    # A real token from before a (re-)login is not accepted after it either.
+    token = client.get(P + "/status.json").json["csrf_token"]
+    assert token != "planted-token"
+    assert client.get("/test_login/alice").status_code == 200
+    assert client.post(P + "/unpause", headers={"X-OxProf-CSRF": token}).status_code == 400
+    assert OX_PROF_BP.is_paused()
+    fresh = client.get(P + "/status.json").json["csrf_token"]
+    assert fresh != token
+    assert client.post(P + "/unpause", data={"csrf_token": fresh}).status_code == 303
+    assert not OX_PROF_BP.is_paused()
+
+
+def test_blueprint_registered_under_another_name():
+    app = make_app(register=False)
+    app.register_blueprint(OX_PROF_BP, name="prof", url_prefix="/prof")
+    client = client_as(app, "admin")
+    for method, url, data in ROUTES:
+        if method == "POST":
+            response = client.post("/prof" + url, data=data)
+            assert response.status_code == 303, (url, response.get_data(as_text=True)[:300])
+            assert response.headers["Location"].endswith("/prof/status")
+        else:
+            response = client.get("/prof" + url)
+            assert response.status_code == 200, (url, response.get_data(as_text=True)[:300])
+    page = client.get("/prof/status").get_data(as_text=True)
+    assert 'src="/prof/static/flamegraph.js"' in page and 'action="/prof/reset"' in page
+    assert not re.search(r'(href|action|src)="/ox_profile/', page)
+    assert client.get(P + "/status").status_code == 404
+    # Anonymous users are sent to the login page, not a 500.
+    assert app.test_client().get("/prof/status").status_code == 302

@@ -13,7 +13,7 @@ route                     methods     what
 ``/pause``                GET, POST   pause sampling
 ``/unpause``              GET, POST   unpause (starts the sampler the first time)
 ``/reset``                POST        forget samples and request timings
-``/set_interval``         GET, POST   ``interval`` in seconds (0.0001 .. 10)
+``/set_interval``         GET, POST   ``interval`` in seconds (0.00005 .. 10)
 ``/show_req_times``       GET         per-endpoint request timing; ``as_csv=1``
                                       downloads CSV
 ``/download/<fmt>``       GET         the profile as ``collapsed``, ``speedscope``,
@@ -22,9 +22,12 @@ route                     methods     what
 ========================  ==========  ================================================
 
 Every route is behind :func:`ox_profile.ui.flask.access.check_access`.  POSTs
-(what the pages send) need the session's CSRF token; the original's GET links
-for pause/unpause/set_interval keep working for allowed users.  Bad
-parameters give a 400 with a message and change nothing.
+(what the pages send) need the session's CSRF token, which is renewed at
+login; the original's GET links for pause/unpause/set_interval keep working
+for allowed users, except when the browser says another site's page made the
+request (``Sec-Fetch-Site``); HEAD never acts.  Links are built relative to
+the blueprint, so it works under any registration name.  Bad parameters give a
+400 with a message and change nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import json
 import re
 import secrets
 from typing import Any, Dict, List, Optional, Tuple
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from flask import (Response, current_app, flash, g, jsonify, redirect, render_template,
                    request, send_from_directory, session, url_for)
@@ -43,11 +46,11 @@ from flask import (Response, current_app, flash, g, jsonify, redirect, render_te
 from ox_profile import web
 from ox_profile import _validate
 from ox_profile.ui.flask import OX_PROF_BP, OxProfBlueprint, ReqRecord
-from ox_profile.ui.flask.access import check_access
+from ox_profile.ui.flask.access import check_access, forbidden, log
 from ox_profile.ui.flask.refilter import MAX_PATTERN_LENGTH, FilterError, SafeFilter
 from ox_profile.ui.flask.timing import summaries_csv
 
-__all__ = ["OX_PROF_BP", "OxProfBlueprint", "ReqRecord", "BadParameter"]
+__all__ = ["OX_PROF_BP", "OxProfBlueprint", "ReqRecord", "BadParameter", "rotate_csrf_token"]
 
 #: Rows of the top-functions table when max_records is not given.
 DEFAULT_MAX_RECORDS = 50
@@ -115,12 +118,87 @@ def _nonce() -> str:
     return nonce
 
 
+def rotate_csrf_token(*_args: Any, **_kwargs: Any) -> None:
+    """Forget the session's CSRF token; the next page gets a new one.
+
+    Connected to Flask-Login's ``user_logged_in`` and ``user_logged_out``
+    signals, so that a token planted in a session before its owner logs in
+    is worthless after; apps with their own login (``OX_PROF_AUTHORIZE``)
+    call it when a user logs in."""
+    try:
+        session.pop(_CSRF_SESSION_KEY, None)
+    except RuntimeError:  # no SECRET_KEY: there is no token to forget
+        pass
+
+
+@OX_PROF_BP.record_once
+def _connect_login_signals(_state: Any) -> None:
+    try:
+        import flask_login
+    except ImportError:  # apps that decide access with OX_PROF_AUTHORIZE
+        return
+    flask_login.user_logged_in.connect(rotate_csrf_token)
+    flask_login.user_logged_out.connect(rotate_csrf_token)
+
+
+#: The views that change the profiler's state.
+ACTIONS = frozenset({"pause", "unpause", "reset", "set_interval"})
+
+#: ``Sec-Fetch-Site`` values of requests a person made on this site: typed,
+#: bookmarked (``none``) or from its own pages.
+_OWN_SITE = frozenset({"none", "same-origin"})
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return "%s://%s" % (parts.scheme.lower(), parts.netloc.lower())
+
+
+def requested_by_another_site() -> bool:
+    """Whether the browser says this request was made by another site's page
+    (``Sec-Fetch-Site``; browsers without it: a ``Referer`` from another origin)."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site.strip().lower() not in _OWN_SITE
+    referer = request.headers.get("Referer")
+    return bool(referer) and _origin(referer) != _origin(request.host_url)
+
+
+def _action_guard() -> Optional[Response]:
+    """State changes: POSTs need the CSRF token; the original's GET links
+    work unless another site made the request; HEAD never acts."""
+    if request.method == "POST":
+        if not _csrf_ok():
+            raise BadParameter("The form's CSRF token is missing or invalid: reload the page and "
+                               "try again (POSTs need the csrf_token of this session).")
+        return None
+    if request.method == "GET":
+        if not requested_by_another_site():
+            return None
+        log.warning("ox_profile: refused %s %s requested by another site (Sec-Fetch-Site %r, "
+                    "Referer %r)", request.method, request.path,
+                    request.headers.get("Sec-Fetch-Site"), request.headers.get("Referer"))
+        return forbidden(
+            "This action was requested by a page of another site, and was not done.",
+            "Use the buttons of the ox_profile status page, or open the link yourself "
+            "(typed or bookmarked).")
+    # HEAD (and anything else Flask would route to the view) changes nothing.
+    response = current_app.response_class(
+        "%s does not run ox_profile actions; use POST (the status page's buttons) or GET.\n"
+        % request.method, status=405, mimetype="text/plain")
+    response.headers["Allow"] = "GET, POST"
+    return response
+
+
 @OX_PROF_BP.before_request
 def _guard() -> Optional[Response]:
-    """Access control for every route, then the CSRF check for POSTs."""
+    """Access control for every route, then the checks of actions."""
     denied = check_access()
     if denied is not None:
         return denied
+    view = (request.endpoint or "").rpartition(".")[2]
+    if view in ACTIONS and request.method != "OPTIONS":
+        return _action_guard()
     if request.method == "POST" and not _csrf_ok():
         raise BadParameter("The form's CSRF token is missing or invalid: reload the page and try "
                            "again (POSTs need the csrf_token of this session).")
@@ -337,7 +415,7 @@ def _page_title(sel: Selection) -> str:
 @OX_PROF_BP.route("/index")
 def index() -> str:
     """Links to every page and action."""
-    commands = [(name, url_for("ox_profile." + name)) for name in (
+    commands = [(name, url_for("." + name)) for name in (
         "status", "pause", "unpause", "show_req_times")]
     return render_template("ox_prof_intro.html", commands=commands, state=_state(),
                            downloads=sorted(DOWNLOADS))
@@ -420,7 +498,7 @@ def _done(*messages: str) -> Any:
     if request.method == "POST":
         for message in messages:
             flash(message, "ox_profile")
-        return redirect(url_for("ox_profile.status"), code=303)
+        return redirect(url_for(".status"), code=303)
     return render_template("ox_prof_msg.html", messages=messages, state=_state())
 
 
@@ -466,4 +544,4 @@ def show_req_times() -> Any:
         response.headers["Content-Disposition"] = "attachment; filename=ox_profile_requests.csv"
         return response
     return render_template("ox_prof_rinfo.html", rinfo=summaries,
-                           csv_url=url_for("ox_profile.show_req_times", as_csv=1))
+                           csv_url=url_for(".show_req_times", as_csv=1))
