@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "pprof.h"
+#include "pystr.h"
 
 typedef struct {
     PyObject_HEAD
@@ -136,11 +137,14 @@ static int intern_pystr(oxp_db_t *db, PyObject *obj, oxp_id_t *out, const char *
         return -1;
     }
     Py_ssize_t len;
-    const char *s = PyUnicode_AsUTF8AndSize(obj, &len);
+    PyObject *owner; /* Owned: the escaped bytes of a str with lone surrogates */
+    const char *s = oxp_pystr_utf8(obj, &len, &owner);
     if (s == NULL) {
         return -1;
     }
-    if (oxp_db_intern(db, s, (size_t)len, out) < 0) {
+    int rc = oxp_db_intern(db, s, (size_t)len, out);
+    Py_XDECREF(owner);
+    if (rc < 0) {
         PyErr_NoMemory();
         return -1;
     }
@@ -847,6 +851,7 @@ static PyObject *Snapshot_folded(SnapshotObject *self, PyObject *args)
     PyObject *result = NULL, *seq = NULL;
     const char **names = NULL;
     Py_ssize_t *lens = NULL;
+    PyObject **owners = NULL; /* Owned: escaped bytes of names with lone surrogates, or NULL */
     uint64_t *hits = NULL;
     strbuf_t sb = {NULL, 0, 0}, out = {NULL, 0, 0};
     oxp_index_t ix = {0};
@@ -863,7 +868,8 @@ static PyObject *Snapshot_folded(SnapshotObject *self, PyObject *args)
     }
     names = PyMem_Malloc((nfuncs + 1) * sizeof(char *));
     lens = PyMem_Malloc((nfuncs + 1) * sizeof(Py_ssize_t));
-    if (names == NULL || lens == NULL) {
+    owners = PyMem_Calloc(nfuncs + 1, sizeof(PyObject *));
+    if (names == NULL || lens == NULL || owners == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -873,7 +879,7 @@ static PyObject *Snapshot_folded(SnapshotObject *self, PyObject *args)
             PyErr_SetString(PyExc_TypeError, "names must be str");
             goto done;
         }
-        names[i] = PyUnicode_AsUTF8AndSize(o, &lens[i]);
+        names[i] = oxp_pystr_utf8(o, &lens[i], &owners[i]);
         if (names[i] == NULL) {
             goto done;
         }
@@ -945,6 +951,10 @@ done:
     PyMem_Free(out.data);
     release_mask(&view);
     Py_XDECREF(seq);
+    for (size_t i = 0; owners != NULL && i < nfuncs; i++) {
+        Py_XDECREF(owners[i]);
+    }
+    PyMem_Free(owners);
     PyMem_Free(names);
     PyMem_Free(lens);
     PyMem_Free(hits);

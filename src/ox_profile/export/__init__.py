@@ -89,7 +89,8 @@ def save(profile: "Profile", path: Union[str, "os.PathLike[str]"], fmt: Optional
         fmt = format_for_path(path)
     data = render(profile, fmt, **options)
     if isinstance(data, str):
-        data = data.encode("utf-8")
+        # Program strings come escaped from the engine; this is the last net.
+        data = data.encode("utf-8", "backslashreplace")
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
                                suffix=".tmp")

@@ -23,6 +23,8 @@ import re
 import secrets
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
 
+from ox_profile._text import encodable
+
 if TYPE_CHECKING:  # pragma: no cover
     from ox_profile.profile import Profile
 
@@ -109,7 +111,7 @@ def flame_data(profile: "Profile", title: Optional[str] = None,
 
     started_at = stats.get("started_at") if isinstance(stats, dict) else None
     meta: Dict[str, Any] = {
-        "title": title if title is not None else "ox_profile",
+        "title": encodable(title) if title is not None else "ox_profile",
         "mode": profile.mode,
         "interval": float(profile.interval),
         "duration": float(profile.duration),
@@ -191,12 +193,7 @@ def dumps_for_script(data: Mapping[str, Any]) -> str:
 
 def _text(value: Any) -> str:
     """``value`` as HTML-escaped text that can be encoded as UTF-8."""
-    text = str(value)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return html.escape(text)
+    return html.escape(encodable(str(value)))
 
 
 def _fmt_seconds(value: Any) -> str:
@@ -260,7 +257,7 @@ def render_report(profile_or_data: Union["Profile", Mapping[str, Any]],
         data: Dict[str, Any] = dict(profile_or_data)
         meta = dict(data.get("meta") or {})
         if title is not None:
-            meta["title"] = title
+            meta["title"] = encodable(title)
         data["meta"] = meta
     else:
         data = flame_data(profile_or_data, title=title)
