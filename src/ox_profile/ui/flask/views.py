@@ -233,6 +233,21 @@ def _bad_parameter(exc: BadParameter) -> Response:
     return response
 
 
+@OX_PROF_BP.errorhandler(_validate.BadEnvironment)
+def _bad_environment(exc: _validate.BadEnvironment) -> Response:
+    """The profiler cannot be created: the server's environment is wrong."""
+    log.error("ox_profile: cannot create the profiler: %s", exc)
+    message = "ox_profile cannot start: %s." % exc
+    help_text = "Fix the environment of the server process and restart it."
+    if request.path.endswith(".json"):
+        response = jsonify({"error": message, "help": help_text})
+    else:
+        response = current_app.make_response(render_template(
+            "ox_prof_err.html", title="Configuration error", error_msg=message, help_text=help_text))
+    response.status_code = 500
+    return response
+
+
 def url_with_query(view: str, query: Optional[Dict[str, Any]] = None, **values: Any) -> str:
     """``url_for(view, **values)`` plus a query string (which may hold an
     ``endpoint`` argument, a name url_for keeps for itself)."""
