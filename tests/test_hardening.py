@@ -73,3 +73,48 @@ def test_valid_environment_values_still_work(monkeypatch):
     monkeypatch.delenv("OX_PROFILE_BACKEND")
     monkeypatch.setenv("OX_PROFILE_READER", "vm")
     ox_profile.Profiler()
+
+
+# -- escape sequences from the program never reach the terminal raw ------------------------
+
+EVIL = "evil\x1b]0;pwned\x07\x1b[2J\x9b31m\u202eboom"
+EVIL_FILE = "/srv/\x1b[31mred.py"
+EVIL_PROGRAM = textwrap.dedent("""
+    import time
+    def work():
+        end = time.perf_counter() + 0.3
+        while time.perf_counter() < end:
+            pass
+    work.__code__ = work.__code__.replace(co_name=%r, co_qualname=%r, co_filename=%r)
+    work()
+""" % (EVIL, EVIL, EVIL_FILE))
+
+
+def _raw_controls(text: str) -> list:
+    """Control characters left once our own color codes (SGR) are removed."""
+    return re.findall("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]", re.sub(r"\x1b\[[0-9;]*m", "", text))
+
+
+def test_cli_and_text_export_show_escape_sequences_as_visible_escapes(tmp_path):
+    script = tmp_path / "evil.py"
+    script.write_text(EVIL_PROGRAM)
+    out = tmp_path / "p.txt"
+    proc = subprocess.run([sys.executable, "-m", "ox_profile", "run", "--backend", "gil", "-o", str(out),
+                           str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for text in (proc.stderr, out.read_text()):
+        assert "evil\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m\\u202eboom" in text, text
+        assert "/srv/\\x1b[31mred.py" in text
+        assert _raw_controls(text) == [], text
+
+
+def test_colored_text_export_keeps_only_its_own_color_codes():
+    def work():
+        from conftest import spin
+        spin(0.3)
+    work.__code__ = work.__code__.replace(co_name=EVIL, co_qualname=EVIL)
+    with ox_profile.Profiler(interval=0.001, backend="gil") as prof:
+        work()
+    text = export.render(prof.snapshot(), "text", color=True)
+    assert "\x1b[" in text  # our colors
+    assert _raw_controls(text) == [] and "\x1b]" not in text and "\x1b[2J" not in text
