@@ -147,8 +147,9 @@ class Profile:
         if self._label_filter is not None:
             label_flags = bytes([1 if None in self._label_filter else 0] +
                                 [1 if lab in self._label_filter else 0 for lab in self.labels_table])
-        mask, thread_hits, total, gil, cpu = snapshot.select(thread_flags, label_flags)
+        mask, thread_hits, total, gil, cpu, label_hits = snapshot.select(thread_flags, label_flags)
         self._mask: Optional[bytes] = mask
+        self._label_hits: List[int] = label_hits  # [no label, label 0, label 1...]
         self.total_samples: int = total
         self.gil_samples: int = gil
         self.cpu_ns: int = cpu
@@ -194,9 +195,11 @@ class Profile:
     @functools.cached_property
     def labels(self) -> List[str]:
         """Labels (endpoint names and ``ox_profile.label`` values) seen."""
-        used = {row[1] for i, row in enumerate(self._all_rows())
-                if row[1] >= 0 and (self._mask is None or self._mask[i])}
-        return sorted(self.labels_table[i] for i in used)
+        return sorted(self.labels_table[i] for i, hits in enumerate(self._label_hits[1:]) if hits)
+
+    def label_hits(self) -> Dict[str, int]:
+        """Samples of the selection per label seen."""
+        return {self.labels_table[i]: hits for i, hits in enumerate(self._label_hits[1:]) if hits}
 
     # -- results -----------------------------------------------------------
 
@@ -276,6 +279,13 @@ class Profile:
     def flame_json(self) -> str:
         """:meth:`flame_tree` as JSON text (built in C, for large trees)."""
         return self._snap.flame_json(self._mask)
+
+    def flame_json_bounded(self, max_nodes: int) -> Tuple[str, int, int, int]:
+        """(json, nodes, kept, cut_samples): :meth:`flame_json` cut to the
+        ``max_nodes`` nodes with most samples (the root counts); ``nodes`` is
+        the whole tree's size, ``cut_samples`` the samples of the subtrees
+        left out (they show as their parents' unexplained width)."""
+        return self._snap.flame_json_bounded(self._mask, int(max_nodes))
 
     def pprof_bytes(self) -> bytes:
         """The profile as an uncompressed pprof ``Profile`` protobuf message."""
