@@ -305,9 +305,15 @@ class Profile:
         return Profile(self._snap.strip_roots(flags), self.stats, threads=self._thread_filter,
                        labels=self._label_filter)
 
+    def thread_profile(self, index: int) -> "Profile":
+        """The profile of the thread at ``index`` of :attr:`threads` alone
+        (by index only: :meth:`filter` also matches idents and names)."""
+        chosen = frozenset([index]) if self._thread_filter is None else frozenset([index]) & self._thread_filter
+        return Profile(self._snap, self.stats, threads=chosen, labels=self._label_filter, _parent=self)
+
     def thread_profiles(self) -> List[Tuple[ThreadInfo, "Profile"]]:
         """One profile per thread that has samples in the selection."""
-        return [(t, self.filter(threads=[t.index])) for t in self.threads if t.hits]
+        return [(t, self.thread_profile(t.index)) for t in self.threads if t.hits]
 
     # -- output ------------------------------------------------------------
 
