@@ -45,7 +45,7 @@ from flask import (Response, current_app, flash, g, jsonify, redirect, render_te
 
 from ox_profile import web
 from ox_profile import _validate
-from ox_profile.ui.flask import OX_PROF_BP, OxProfBlueprint, ReqRecord
+from ox_profile.ui.flask import OX_PROF_BP, OxProfBlueprint, ReqRecord, pagedata
 from ox_profile.ui.flask.access import check_access, forbidden, log
 from ox_profile.ui.flask.refilter import MAX_PATTERN_LENGTH, FilterError, SafeFilter
 from ox_profile.ui.flask.timing import summaries_csv
@@ -375,8 +375,9 @@ def _selected(sel: Selection) -> Tuple[Any, Any]:
                                % (sel.thread, len(profile.threads)))
     if sel.thread is None and sel.endpoint is None:
         return profile, profile
-    narrowed = profile.filter(threads=None if sel.thread is None else [sel.thread],
-                              labels=None if sel.endpoint is None else [sel.endpoint])
+    narrowed = profile if sel.thread is None else profile.thread_profile(sel.thread)
+    if sel.endpoint is not None:
+        narrowed = narrowed.filter(labels=[sel.endpoint])
     return profile, narrowed
 
 
@@ -401,17 +402,64 @@ def _top_json(stat: Any) -> Dict[str, Any]:
             "total_share": stat.total_share}
 
 
-def _json_response(payload: Dict[str, Any], flame: Dict[str, Any], bare: bool = False) -> Response:
+def _json_response(payload: Dict[str, Any], flame_text: str, bare: bool = False) -> Response:
     """``payload`` plus ``"flame": flame`` as a JSON response (or the flame data
-    alone when ``bare``).  Flame data is serialised by ox_profile.web, whose
-    call trees may come already encoded."""
-    flame_text = web.dumps_for_script(flame)
+    alone when ``bare``), ``flame_text`` being the flame data serialised by
+    ox_profile.web (whose call trees come already encoded)."""
     if bare:
         body = flame_text
     else:
         head = json.dumps(web.json_safe(payload), separators=(",", ":"))
         body = head[:-1] + ("," if payload else "") + '"flame":' + flame_text + "}"
     return current_app.response_class(body, mimetype="application/json")
+
+
+#: Page builds: one at a time, the last few kept (see pagedata).
+_PAGES = pagedata.BuildGate()
+#: Downloads: one at a time, never cut, never kept.
+_DOWNLOADS = pagedata.BuildGate(entries=0)
+
+
+def _data_version() -> Tuple[Any, ...]:
+    """What a kept page was built from: resets, the profiler, and (last) how
+    many samples it had."""
+    launcher = OX_PROF_BP.launcher
+    return (OX_PROF_BP.generation, id(launcher), int(launcher.profiler.stats().get("total_hits") or 0))
+
+
+def _build_page(sel: Selection) -> pagedata.PageData:
+    profile, narrowed = _selected(sel)
+    top, matched = _top(narrowed, sel)
+    flame = web.flame_data(narrowed, title=_page_title(sel), budget=pagedata.PAGE_BUDGET)
+    threads, threads_omitted = pagedata.listed(
+        [t for t in profile.threads], lambda t: t.hits, pagedata.MAX_LISTED_THREADS,
+        keep=profile.threads[sel.thread] if sel.thread is not None else None)
+    label_hits = profile.label_hits()
+    endpoints, endpoints_omitted = pagedata.listed(
+        sorted(label_hits), lambda lab: label_hits[lab], pagedata.MAX_LISTED_ENDPOINTS, keep=sel.endpoint)
+    return pagedata.PageData(
+        stats=dict(narrowed.stats), top=top, matched=matched, total_functions=len(profile.functions),
+        total_samples=narrowed.total_samples, threads=threads, threads_omitted=threads_omitted,
+        endpoints=endpoints, endpoints_omitted=endpoints_omitted,
+        flame_text=web.dumps_for_script(flame), flame_meta=flame["meta"])
+
+
+def _page(sel: Selection) -> pagedata.PageData:
+    """The data of the selection's pages, built within bounds or reused."""
+    key = (sel.re_filter, sel.max_records, sel.thread, sel.endpoint)
+    return _PAGES.get(key, _data_version(), lambda: _build_page(sel))
+
+
+@OX_PROF_BP.errorhandler(pagedata.Busy)
+def _busy(exc: pagedata.Busy) -> Response:
+    if request.path.endswith(".json"):
+        response = jsonify({"error": str(exc)})
+    else:
+        response = current_app.make_response(render_template(
+            "ox_prof_err.html", title="Busy", error_msg=str(exc), help_text=""))
+    response.status_code = 503
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def _page_title(sel: Selection) -> str:
@@ -440,14 +488,12 @@ def index() -> str:
 def status() -> str:
     """Top functions, sampler statistics, controls and the flame graph."""
     sel = parse_selection()
-    profile, narrowed = _selected(sel)
-    top, matched = _top(narrowed, sel)
-    flame = web.dumps_for_script(web.flame_data(narrowed, title=_page_title(sel)))
+    page = _page(sel)
     return render_template(
-        "ox_prof_status.html", state=_state(), stats=narrowed.stats, sel=sel,
-        top=top, matched=matched, total_functions=len(profile.functions),
-        total_samples=narrowed.total_samples, threads=profile.threads,
-        endpoints=profile.labels, flame_json=flame, downloads=sorted(DOWNLOADS),
+        "ox_prof_status.html", state=_state(), stats=page.stats, sel=sel, page=page,
+        top=page.top, matched=page.matched, total_functions=page.total_functions,
+        total_samples=page.total_samples, threads=page.threads, endpoints=page.endpoints,
+        flame_json=page.flame_text, flame_meta=page.flame_meta, downloads=sorted(DOWNLOADS),
         min_interval=MIN_INTERVAL, max_interval=MAX_INTERVAL, max_max_records=MAX_MAX_RECORDS)
 
 
@@ -455,43 +501,46 @@ def status() -> str:
 def status_json() -> Response:
     """The status page's data for scripts."""
     sel = parse_selection()
-    profile, narrowed = _selected(sel)
-    top, matched = _top(narrowed, sel)
+    page = _page(sel)
     return _json_response({
         "state": _state(),
-        "stats": dict(narrowed.stats),
+        "stats": page.stats,
         "selection": {"re_filter": sel.re_filter, "max_records": sel.max_records,
                       "thread": sel.thread, "endpoint": sel.endpoint},
-        "total_samples": narrowed.total_samples,
-        "matched_functions": matched,
-        "top": [_top_json(s) for s in top],
+        "total_samples": page.total_samples,
+        "matched_functions": page.matched,
+        "top": [_top_json(s) for s in page.top],
         "threads": [{"index": t.index, "ident": t.ident, "native_id": t.native_id,
-                     "name": t.name, "hits": t.hits} for t in profile.threads],
-        "endpoints": profile.labels,
+                     "name": t.name, "hits": t.hits} for t in page.threads],
+        "threads_omitted": page.threads_omitted,
+        "endpoints": page.endpoints,
+        "endpoints_omitted": page.endpoints_omitted,
         "csrf_token": csrf_token(),
-    }, flame=web.flame_data(narrowed, title=_page_title(sel)))
+    }, flame_text=page.flame_text)
 
 
 @OX_PROF_BP.route("/flame.json")
 def flame_json() -> Response:
-    """Flame data (docs/contract.md) of the selection."""
+    """Flame data (docs/contract.md) of the selection, within the page budget."""
     sel = parse_selection()
-    _profile, narrowed = _selected(sel)
-    return _json_response({}, flame=web.flame_data(narrowed, title=_page_title(sel)), bare=True)
+    return _json_response({}, flame_text=_page(sel).flame_text, bare=True)
 
 
 @OX_PROF_BP.route("/download/<fmt>")
 def download(fmt: str) -> Response:
-    """The selected profile as a file."""
+    """The selected profile as a file: every sample, whatever its size."""
     if fmt not in DOWNLOADS:
         raise BadParameter("unknown download format %s; choose one of: %s."
                            % (_echo(fmt), ", ".join(sorted(DOWNLOADS))))
     sel = parse_selection()
-    _profile, narrowed = _selected(sel)
     export_fmt, mimetype, filename = DOWNLOADS[fmt]
     from ox_profile import export
-    body = export.render(narrowed, export_fmt)
-    response = current_app.response_class(body, mimetype=mimetype)
+
+    def build() -> bytes:
+        _profile, narrowed = _selected(sel)
+        return export.render_bytes(narrowed, export_fmt)
+
+    response = current_app.response_class(_DOWNLOADS.run(build), mimetype=mimetype)
     response.headers["Content-Disposition"] = "attachment; filename=%s" % filename
     return response
 
@@ -534,6 +583,7 @@ def unpause() -> Any:
 def reset() -> Any:
     """Forget samples and request timings."""
     OX_PROF_BP.reset()
+    _PAGES.clear()
     return _done("samples and request timings cleared")
 
 
