@@ -13,6 +13,7 @@
 #include "capture.h"
 #include "labels.h"
 #include "linetable.h"
+#include "pystr.h"
 #include "saferead.h"
 #include "sampler.h"
 #include "snapshot.h"
@@ -134,9 +135,18 @@ static PyObject *Database_capture_now(DatabaseObject *self, PyObject *args)
 
 typedef struct {
     unsigned long long ident;
-    const char *name; /* Borrowed UTF-8 of a str in the argument dict */
+    const char *name; /* UTF-8 borrowed from a str of the argument dict, or from owner */
     Py_ssize_t len;
+    PyObject *owner;  /* Owned: escaped bytes of a name that needed it, or NULL */
 } named_t;
+
+static void release_names(named_t *named, Py_ssize_t n)
+{
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_XDECREF(named[k].owner);
+    }
+    PyMem_Free(named);
+}
 
 static int cmp_named(const void *a, const void *b)
 {
@@ -170,7 +180,7 @@ static PyObject *Database_set_thread_names(DatabaseObject *self, PyObject *mappi
             PyErr_SetString(PyExc_TypeError, "thread names must be str");
             goto error;
         }
-        named[i].name = PyUnicode_AsUTF8AndSize(value, &named[i].len);
+        named[i].name = oxp_pystr_utf8(value, &named[i].len, &named[i].owner);
         if (named[i].name == NULL) {
             goto error;
         }
@@ -181,17 +191,17 @@ static PyObject *Database_set_thread_names(DatabaseObject *self, PyObject *mappi
     pthread_mutex_lock(&self->db.lock);
     const oxp_thread_t *threads = oxp_db_threads(&self->db);
     for (size_t t = 0; t < self->db.threads.len; t++) {
-        named_t probe = {threads[t].ident, NULL, 0};
+        named_t probe = {threads[t].ident, NULL, 0, NULL};
         const named_t *hit = bsearch(&probe, named, (size_t)i, sizeof(named_t), cmp_named);
         if (hit != NULL) {
             (void)oxp_db_thread_set_name(&self->db, (oxp_id_t)t, hit->name, (size_t)hit->len);
         }
     }
     pthread_mutex_unlock(&self->db.lock);
-    PyMem_Free(named);
+    release_names(named, i);
     Py_RETURN_NONE;
 error:
-    PyMem_Free(named);
+    release_names(named, i);
     return NULL;
 }
 
@@ -554,11 +564,14 @@ static PyObject *engine_set_label(PyObject *module, PyObject *arg)
         return NULL;
     }
     Py_ssize_t len;
-    const char *s = PyUnicode_AsUTF8AndSize(arg, &len);
+    PyObject *owner; /* Owned: the escaped bytes of a label with lone surrogates */
+    const char *s = oxp_pystr_utf8(arg, &len, &owner);
     if (s == NULL) {
         return NULL;
     }
-    if (oxp_labels_set(ident, s, (size_t)len) < 0) {
+    int rc = oxp_labels_set(ident, s, (size_t)len);
+    Py_XDECREF(owner);
+    if (rc < 0) {
         PyErr_SetString(PyExc_RuntimeError, "too many labelled threads (the label table is full)");
         return NULL;
     }

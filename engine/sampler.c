@@ -524,18 +524,12 @@ int oxp_sampler_ran(oxp_sampler_t *s, uint64_t native_id, uint64_t tick, int kno
     if (c == NULL) {
         return 1;
     }
-    /* The last reading is a baseline only if it was taken at the previous
-     * tick, or the thread has been idle since (read or taken for idle). */
+    /* The last reading is a baseline only if it was taken at the previous tick. */
     int consecutive = c->read_tick != 0 && c->read_tick + 1 == tick;
     if (known) {
         c->ran = 1;
         c->read_tick = 0; /* no reading: no baseline for the next tick */
         return 1;
-    }
-    if (consecutive && !c->ran && c->unread < OXP_IDLE_RECHECK) {
-        c->unread++;
-        c->read_tick = tick;
-        return 0;
     }
     uint64_t now = oxp_thread_cpu_ns(native_id);
     int64_t at = oxp_now_ns();
@@ -547,7 +541,6 @@ int oxp_sampler_ran(oxp_sampler_t *s, uint64_t native_id, uint64_t tick, int kno
         return c->ran;
     }
     c->ran = !consecutive || now != c->last_ns;
-    c->unread = 0;
     c->last_ns = now;
     c->read_ns = at;
     c->read_tick = tick;

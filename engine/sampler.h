@@ -69,15 +69,7 @@ typedef struct {
     int64_t read_ns;    /* ... in CLOCK_MONOTONIC ns */
     uint64_t seen_tick; /* when the thread was last looked up */
     int ran;            /* what oxp_sampler_ran said last */
-    int unread;         /* ticks it was taken for still idle without reading its clock */
 } oxp_cpuclock_t;
-
-/* A thread idle at its last reading is taken for still idle, without
- * reading its clock, for this many ticks in a row (a clock read costs half a
- * microsecond per thread: most threads of a server wait).  A thread that
- * starts computing in C without the GIL, its frames unchanged, is seen within
- * this many ticks; one that runs Python code, at once. */
-#define OXP_IDLE_RECHECK 4
 
 /* Scratch space a tick fills (sampler thread only, or the GIL holder). */
 typedef struct {
@@ -145,8 +137,9 @@ void oxp_sampler_record_unlocked(oxp_sampler_t *s, oxp_db_t *db, uint64_t ident,
 uint64_t oxp_sampler_cpu_delta(oxp_sampler_t *s, uint64_t native_id, uint64_t tick);
 /* wall mode: whether the thread ran since the previous tick.  `known`: the
  * caller saw it run (it holds the GIL, its stack changed), so its clock
- * need not be read.  A thread not seen idle at the previous tick counts as
- * having run unless its clock says otherwise (OXP_IDLE_RECHECK). */
+ * need not be read (a read costs about half a microsecond).  A thread whose
+ * clock was not read at the previous tick counts as having run (nothing
+ * says otherwise). */
 int oxp_sampler_ran(oxp_sampler_t *s, uint64_t native_id, uint64_t tick, int known);
 /* CPU time of one of this process's threads (0 if it is gone). */
 uint64_t oxp_thread_cpu_ns(uint64_t native_id);
