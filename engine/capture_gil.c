@@ -163,7 +163,7 @@ int oxp_capture_gil_now(oxp_sampler_t *s, oxp_db_t *db, oxp_codecache_t *cache, 
             continue;
         }
         char label[OXP_LABEL_MAX + 1];
-        size_t label_len = oxp_labels_get((uint64_t)t->thread_id, label);
+        size_t label_len = oxp_labels_of((uint64_t)t->thread_id, (uintptr_t)t->context, label);
         oxp_sample_info_t info = {0, 0, cpu_ns};
         if (s != NULL && s->mode == OXP_MODE_WALL) {
             info.idle = !oxp_sampler_ran(s, (uint64_t)t->native_thread_id, tick, 0);

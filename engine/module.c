@@ -551,12 +551,30 @@ static PyType_Spec Sampler_spec = {
 
 /* -- module functions ---------------------------------------------------- */
 
-static PyObject *engine_set_label(PyObject *module, PyObject *arg)
+/* The label key of the calling thread, or with `task`, of the contextvars
+ * Context it runs in (an asyncio task's, during its steps). */
+static uint64_t current_label_key(int task)
+{
+    PyThreadState *ts = PyThreadState_Get();
+    if (task && ts->context != NULL) {
+        return oxp_label_key_context((uintptr_t)ts->context);
+    }
+    return oxp_label_key_thread((uint64_t)PyThread_get_thread_ident());
+}
+
+/* set_label(name or None, task=False) */
+static PyObject *engine_set_label(PyObject *module, PyObject *args, PyObject *kwds)
 {
     (void)module;
-    uint64_t ident = (uint64_t)PyThread_get_thread_ident();
+    static char *kwlist[] = {"name", "task", NULL};
+    PyObject *arg;
+    int task = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|p:set_label", kwlist, &arg, &task)) {
+        return NULL;
+    }
+    uint64_t key = current_label_key(task);
     if (arg == Py_None) {
-        (void)oxp_labels_set(ident, "", 0);
+        (void)oxp_labels_set(key, "", 0);
         Py_RETURN_NONE;
     }
     if (!PyUnicode_Check(arg)) {
@@ -569,21 +587,26 @@ static PyObject *engine_set_label(PyObject *module, PyObject *arg)
     if (s == NULL) {
         return NULL;
     }
-    int rc = oxp_labels_set(ident, s, (size_t)len);
+    int rc = oxp_labels_set(key, s, (size_t)len);
     Py_XDECREF(owner);
     if (rc < 0) {
-        PyErr_SetString(PyExc_RuntimeError, "too many labelled threads (the label table is full)");
+        PyErr_SetString(PyExc_RuntimeError, "too many labelled threads and tasks (the label table is full)");
         return NULL;
     }
     Py_RETURN_NONE;
 }
 
-static PyObject *engine_get_label(PyObject *module, PyObject *unused)
+/* get_label(task=False) */
+static PyObject *engine_get_label(PyObject *module, PyObject *args, PyObject *kwds)
 {
     (void)module;
-    (void)unused;
+    static char *kwlist[] = {"task", NULL};
+    int task = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p:get_label", kwlist, &task)) {
+        return NULL;
+    }
     char buf[OXP_LABEL_MAX + 1];
-    size_t len = oxp_labels_get((uint64_t)PyThread_get_thread_ident(), buf);
+    size_t len = oxp_labels_get(current_label_key(task), buf);
     if (len == 0) {
         Py_RETURN_NONE;
     }
@@ -713,8 +736,11 @@ static PyObject *engine_debug_offsets(PyObject *module, PyObject *raw)
 }
 
 static PyMethodDef engine_methods[] = {
-    {"set_label", engine_set_label, METH_O, "set_label(name or None): label this thread's samples."},
-    {"get_label", engine_get_label, METH_NOARGS, "This thread's label, or None."},
+    {"set_label", (PyCFunction)(void (*)(void))engine_set_label, METH_VARARGS | METH_KEYWORDS,
+     "set_label(name or None, task=False): label this thread's samples (with task, the current asyncio "
+     "task's: those taken while the Context it runs in is current)."},
+    {"get_label", (PyCFunction)(void (*)(void))engine_get_label, METH_VARARGS | METH_KEYWORDS,
+     "get_label(task=False): this thread's (or the current task's) label, or None."},
     {"_shutdown", engine_shutdown, METH_NOARGS, "Stop every sampler (registered with atexit)."},
     {"nogil_available", engine_nogil_available, METH_NOARGS, "(available, reader or reason)."},
     {"_saferead", engine_saferead, METH_VARARGS, "_saferead(address, n) -> bytes or None (test helper)."},
