@@ -70,7 +70,8 @@ lint:
 	  done; \
 	else echo "cppcheck not installed: skipping C lint (apt-get install cppcheck)"; fi
 
-# AddressSanitizer + UBSan build of the engine, running the stress tests.
+# AddressSanitizer + UBSan build of the engine, running the stress, engine and reader tests
+# (the default guarded-copy reader included).
 test-asan: $(VENV)/.stamp
 	rm -rf build/asan && mkdir -p build/asan && cp -r src/ox_profile build/asan/
 	OXP_ASAN=1 $(VPY) setup.py -q build_ext --build-lib build/asan/src --build-temp build/asan/tmp --force
@@ -78,7 +79,7 @@ test-asan: $(VENV)/.stamp
 	cd build/asan && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  PYTHONPATH=$$PWD OXP_EXPECT_ENGINE=$$PWD/ox_profile OXP_UNDER_ASAN=1 ../../$(VPY) -m pytest -q -p no:cacheprovider --timeout=600 \
-	  ../../tests/test_stress.py ../../tests/test_engine.py
+	  -rs ../../tests/test_stress.py ../../tests/test_engine.py ../../tests/test_saferead.py
 
 valgrind: build
 	OX_PROFILE_READER=vm $(VPY) tools/valgrind_check.py -- $(VPY) tests/stress_program.py --seconds 2 --interval 0.001

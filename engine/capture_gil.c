@@ -5,6 +5,7 @@
 #include "capture.h"
 
 #include "labels.h"
+#include "pystr.h"
 
 #if PY_VERSION_HEX >= 0x030D0000
 #define oxp_is_finalizing() Py_IsFinalizing()
@@ -25,17 +26,20 @@ static int intern_obj(oxp_db_t *db, PyObject *str, oxp_id_t *out)
 {
     Py_ssize_t len = 0;
     const char *utf8 = NULL;
+    PyObject *owner = NULL; /* Owned: the escaped bytes, when escaping was needed */
     if (str != NULL && PyUnicode_Check(str)) {
-        utf8 = PyUnicode_AsUTF8AndSize(str, &len);
+        utf8 = oxp_pystr_utf8(str, &len, &owner); /* lone surrogates come out escaped */
         if (utf8 == NULL) {
-            PyErr_Clear(); /* e.g. lone surrogates: fall back to "?" */
+            PyErr_Clear(); /* out of memory: fall back to "?" */
         }
     }
     if (utf8 == NULL) {
         utf8 = "?";
         len = 1;
     }
-    return oxp_db_intern(db, utf8, (size_t)len, out);
+    int rc = oxp_db_intern(db, utf8, (size_t)len, out);
+    Py_XDECREF(owner);
+    return rc;
 }
 
 /* The database function of a frame's code; OXP_NO_ID when over budget.
@@ -159,7 +163,7 @@ int oxp_capture_gil_now(oxp_sampler_t *s, oxp_db_t *db, oxp_codecache_t *cache, 
             continue;
         }
         char label[OXP_LABEL_MAX + 1];
-        size_t label_len = oxp_labels_get((uint64_t)t->thread_id, label);
+        size_t label_len = oxp_labels_of((uint64_t)t->thread_id, (uintptr_t)t->context, label);
         oxp_sample_info_t info = {0, 0, cpu_ns};
         if (s != NULL && s->mode == OXP_MODE_WALL) {
             info.idle = !oxp_sampler_ran(s, (uint64_t)t->native_thread_id, tick, 0);

@@ -231,7 +231,7 @@ static void record_sample(oxp_sampler_t *s, const oxp_threadwalk_t *tw, const ox
                           uint32_t depth, int held_gil)
 {
     char label[OXP_LABEL_MAX + 1];
-    size_t label_len = oxp_labels_get(tw->t.ident, label);
+    size_t label_len = oxp_labels_of(tw->t.ident, tw->context, label);
     oxp_sample_info_t info = {held_gil, tw->idle, tw->cpu_ns};
     oxp_sampler_record_unlocked(s, s->db, tw->t.ident, tw->t.native_id, label, label_len, frames, depth, &info);
 }

@@ -1,6 +1,7 @@
-/* The label table: open addressing keyed by thread ident; a slot whose label
- * is cleared keeps its ident so a thread that labels every request reuses it.
- * When the table fills, cleared slots are dropped. */
+/* The label table: open addressing keyed by thread ident or tagged Context
+ * address (labels.h); a slot whose label is cleared keeps its key so a
+ * thread that labels every request reuses it.  When the table fills,
+ * cleared slots are dropped. */
 #include "labels.h"
 
 #include <pthread.h>
@@ -125,6 +126,17 @@ size_t oxp_labels_get(uint64_t ident, char *buf)
 {
     oxp_labels_lock();
     size_t len = oxp_labels_get_unlocked(ident, buf);
+    oxp_labels_unlock();
+    return len;
+}
+
+size_t oxp_labels_of(uint64_t ident, uintptr_t context, char *buf)
+{
+    oxp_labels_lock();
+    size_t len = context != 0 ? oxp_labels_get_unlocked(oxp_label_key_context(context), buf) : 0;
+    if (len == 0) {
+        len = oxp_labels_get_unlocked(oxp_label_key_thread(ident), buf);
+    }
     oxp_labels_unlock();
     return len;
 }

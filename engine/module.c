@@ -14,6 +14,7 @@
 #include "labels.h"
 #include "linetable.h"
 #include "module.h"
+#include "pystr.h"
 #include "saferead.h"
 #include "sampler.h"
 #include "snapshot.h"
@@ -148,9 +149,18 @@ static PyObject *Database_capture_now(DatabaseObject *self, PyObject *args)
 
 typedef struct {
     unsigned long long ident;
-    const char *name; /* Borrowed UTF-8 of a str in the argument dict */
+    const char *name; /* UTF-8 borrowed from a str of the argument dict, or from owner */
     Py_ssize_t len;
+    PyObject *owner;  /* Owned: escaped bytes of a name that needed it, or NULL */
 } named_t;
+
+static void release_names(named_t *named, Py_ssize_t n)
+{
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_XDECREF(named[k].owner);
+    }
+    PyMem_Free(named);
+}
 
 static int cmp_named(const void *a, const void *b)
 {
@@ -184,7 +194,7 @@ static PyObject *Database_set_thread_names(DatabaseObject *self, PyObject *mappi
             PyErr_SetString(PyExc_TypeError, "thread names must be str");
             goto error;
         }
-        named[i].name = PyUnicode_AsUTF8AndSize(value, &named[i].len);
+        named[i].name = oxp_pystr_utf8(value, &named[i].len, &named[i].owner);
         if (named[i].name == NULL) {
             goto error;
         }
@@ -195,17 +205,17 @@ static PyObject *Database_set_thread_names(DatabaseObject *self, PyObject *mappi
     pthread_mutex_lock(&self->db.lock);
     const oxp_thread_t *threads = oxp_db_threads(&self->db);
     for (size_t t = 0; t < self->db.threads.len; t++) {
-        named_t probe = {threads[t].ident, NULL, 0};
+        named_t probe = {threads[t].ident, NULL, 0, NULL};
         const named_t *hit = bsearch(&probe, named, (size_t)i, sizeof(named_t), cmp_named);
         if (hit != NULL) {
             (void)oxp_db_thread_set_name(&self->db, (oxp_id_t)t, hit->name, (size_t)hit->len);
         }
     }
     pthread_mutex_unlock(&self->db.lock);
-    PyMem_Free(named);
+    release_names(named, i);
     Py_RETURN_NONE;
 error:
-    PyMem_Free(named);
+    release_names(named, i);
     return NULL;
 }
 
@@ -575,12 +585,30 @@ static PyType_Spec Sampler_spec = {
 
 /* -- module functions ---------------------------------------------------- */
 
-static PyObject *engine_set_label(PyObject *module, PyObject *arg)
+/* The label key of the calling thread, or with `task`, of the contextvars
+ * Context it runs in (an asyncio task's, during its steps). */
+static uint64_t current_label_key(int task)
+{
+    PyThreadState *ts = PyThreadState_Get();
+    if (task && ts->context != NULL) {
+        return oxp_label_key_context((uintptr_t)ts->context);
+    }
+    return oxp_label_key_thread((uint64_t)PyThread_get_thread_ident());
+}
+
+/* set_label(name or None, task=False) */
+static PyObject *engine_set_label(PyObject *module, PyObject *args, PyObject *kwds)
 {
     (void)module;
-    uint64_t ident = (uint64_t)PyThread_get_thread_ident();
+    static char *kwlist[] = {"name", "task", NULL};
+    PyObject *arg;
+    int task = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|p:set_label", kwlist, &arg, &task)) {
+        return NULL;
+    }
+    uint64_t key = current_label_key(task);
     if (arg == Py_None) {
-        (void)oxp_labels_set(ident, "", 0);
+        (void)oxp_labels_set(key, "", 0);
         Py_RETURN_NONE;
     }
     if (!PyUnicode_Check(arg)) {
@@ -588,23 +616,31 @@ static PyObject *engine_set_label(PyObject *module, PyObject *arg)
         return NULL;
     }
     Py_ssize_t len;
-    const char *s = PyUnicode_AsUTF8AndSize(arg, &len);
+    PyObject *owner; /* Owned: the escaped bytes of a label with lone surrogates */
+    const char *s = oxp_pystr_utf8(arg, &len, &owner);
     if (s == NULL) {
         return NULL;
     }
-    if (oxp_labels_set(ident, s, (size_t)len) < 0) {
-        PyErr_SetString(PyExc_RuntimeError, "too many labelled threads (the label table is full)");
+    int rc = oxp_labels_set(key, s, (size_t)len);
+    Py_XDECREF(owner);
+    if (rc < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "too many labelled threads and tasks (the label table is full)");
         return NULL;
     }
     Py_RETURN_NONE;
 }
 
-static PyObject *engine_get_label(PyObject *module, PyObject *unused)
+/* get_label(task=False) */
+static PyObject *engine_get_label(PyObject *module, PyObject *args, PyObject *kwds)
 {
     (void)module;
-    (void)unused;
+    static char *kwlist[] = {"task", NULL};
+    int task = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p:get_label", kwlist, &task)) {
+        return NULL;
+    }
     char buf[OXP_LABEL_MAX + 1];
-    size_t len = oxp_labels_get((uint64_t)PyThread_get_thread_ident(), buf);
+    size_t len = oxp_labels_get(current_label_key(task), buf);
     if (len == 0) {
         Py_RETURN_NONE;
     }
@@ -734,8 +770,11 @@ static PyObject *engine_debug_offsets(PyObject *module, PyObject *raw)
 }
 
 static PyMethodDef engine_methods[] = {
-    {"set_label", engine_set_label, METH_O, "set_label(name or None): label this thread's samples."},
-    {"get_label", engine_get_label, METH_NOARGS, "This thread's label, or None."},
+    {"set_label", (PyCFunction)(void (*)(void))engine_set_label, METH_VARARGS | METH_KEYWORDS,
+     "set_label(name or None, task=False): label this thread's samples (with task, the current asyncio "
+     "task's: those taken while the Context it runs in is current)."},
+    {"get_label", (PyCFunction)(void (*)(void))engine_get_label, METH_VARARGS | METH_KEYWORDS,
+     "get_label(task=False): this thread's (or the current task's) label, or None."},
     {"_shutdown", engine_shutdown, METH_NOARGS, "Stop every sampler (registered with atexit)."},
     {"nogil_available", engine_nogil_available, METH_NOARGS, "(available, reader or reason)."},
     {"_saferead", engine_saferead, METH_VARARGS, "_saferead(address, n) -> bytes or None (test helper)."},

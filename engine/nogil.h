@@ -63,6 +63,7 @@ typedef struct {
     int memo;                 /* OXP_WALK_MEMO */
     uint64_t cpu_ns;          /* cpu mode: CPU used since the last tick */
     int idle;                 /* wall mode: it had not run since the previous tick */
+    uintptr_t context;        /* its current Context when its frames were read (label key) */
 } oxp_threadwalk_t;
 
 /* Frames seen at the previous tick, by (frame address, code object,

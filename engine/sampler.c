@@ -526,12 +526,18 @@ uint64_t oxp_sampler_cpu_delta(oxp_sampler_t *s, uint64_t native_id, uint64_t ti
 int oxp_sampler_ran(oxp_sampler_t *s, uint64_t native_id, uint64_t tick, int known)
 {
     oxp_cpuclock_t *c = cpu_entry(s, native_id, tick);
-    if (known || c == NULL) {
+    if (c == NULL) {
+        return 1;
+    }
+    /* The last reading is a baseline only if it was taken at the previous tick. */
+    int consecutive = c->read_tick != 0 && c->read_tick + 1 == tick;
+    if (known) {
+        c->ran = 1;
+        c->read_tick = 0; /* no reading: no baseline for the next tick */
         return 1;
     }
     uint64_t now = oxp_thread_cpu_ns(native_id);
     int64_t at = oxp_now_ns();
-    int consecutive = c->read_tick != 0 && c->read_tick + 1 == tick;
     /* Two ticks a few microseconds apart (the gil backend takes the GIL
      * again before the thread it took it from could run): too soon to
      * tell, keep the last answer and the last reading. */

@@ -139,8 +139,9 @@ void oxp_sampler_record_unlocked(oxp_sampler_t *s, oxp_db_t *db, uint64_t ident,
 uint64_t oxp_sampler_cpu_delta(oxp_sampler_t *s, uint64_t native_id, uint64_t tick);
 /* wall mode: whether the thread ran since the previous tick.  `known`: the
  * caller saw it run (it holds the GIL, its stack changed), so its clock
- * need not be read.  A thread whose clock was not read at the previous tick
- * counts as having run (nothing says otherwise). */
+ * need not be read (a read costs about half a microsecond).  A thread whose
+ * clock was not read at the previous tick counts as having run (nothing
+ * says otherwise). */
 int oxp_sampler_ran(oxp_sampler_t *s, uint64_t native_id, uint64_t tick, int known);
 /* CPU time of one of this process's threads (0 if it is gone). */
 uint64_t oxp_thread_cpu_ns(uint64_t native_id);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "pprof.h"
+#include "pystr.h"
 
 typedef struct {
     PyObject_HEAD
@@ -167,11 +168,14 @@ static int intern_pystr(oxp_db_t *db, PyObject *obj, oxp_id_t *out, const char *
         return -1;
     }
     Py_ssize_t len;
-    const char *s = PyUnicode_AsUTF8AndSize(obj, &len);
+    PyObject *owner; /* Owned: the escaped bytes of a str with lone surrogates */
+    const char *s = oxp_pystr_utf8(obj, &len, &owner);
     if (s == NULL) {
         return -1;
     }
-    if (oxp_db_intern(db, s, (size_t)len, out) < 0) {
+    int rc = oxp_db_intern(db, s, (size_t)len, out);
+    Py_XDECREF(owner);
+    if (rc < 0) {
         PyErr_NoMemory();
         return -1;
     }
@@ -897,6 +901,7 @@ static PyObject *Snapshot_folded(SnapshotObject *self, PyObject *args)
     PyObject *result = NULL, *seq = NULL;
     const char **names = NULL;
     Py_ssize_t *lens = NULL;
+    PyObject **owners = NULL; /* Owned: escaped bytes of names with lone surrogates, or NULL */
     uint64_t *hits = NULL;
     strbuf_t sb = {NULL, 0, 0}, out = {NULL, 0, 0};
     oxp_index_t ix = {0};
@@ -913,7 +918,8 @@ static PyObject *Snapshot_folded(SnapshotObject *self, PyObject *args)
     }
     names = PyMem_Malloc((nfuncs + 1) * sizeof(char *));
     lens = PyMem_Malloc((nfuncs + 1) * sizeof(Py_ssize_t));
-    if (names == NULL || lens == NULL) {
+    owners = PyMem_Calloc(nfuncs + 1, sizeof(PyObject *));
+    if (names == NULL || lens == NULL || owners == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -923,7 +929,7 @@ static PyObject *Snapshot_folded(SnapshotObject *self, PyObject *args)
             PyErr_SetString(PyExc_TypeError, "names must be str");
             goto done;
         }
-        names[i] = PyUnicode_AsUTF8AndSize(o, &lens[i]);
+        names[i] = oxp_pystr_utf8(o, &lens[i], &owners[i]);
         if (names[i] == NULL) {
             goto done;
         }
@@ -995,6 +1001,10 @@ done:
     PyMem_Free(out.data);
     release_mask(&view);
     Py_XDECREF(seq);
+    for (size_t i = 0; owners != NULL && i < nfuncs; i++) {
+        Py_XDECREF(owners[i]);
+    }
+    PyMem_Free(owners);
     PyMem_Free(names);
     PyMem_Free(lens);
     PyMem_Free(hits);
@@ -1011,26 +1021,8 @@ typedef struct {
     uint32_t first_child, next_sibling; /* node index + 1, 0 = none */
 } fnode_t;
 
-typedef struct {
-    const fnode_t *nodes;
-    uint32_t func, parent;
-} fnode_key_t;
-
-static int fnode_key_eq(const void *ctx, uint32_t id)
-{
-    const fnode_key_t *k = ctx;
-    return k->nodes[id].func == k->func && k->nodes[id].parent == k->parent;
-}
-
 /* qsort has no context argument: the node array being sorted (GIL held). */
 static const fnode_t *sort_nodes;
-
-static int cmp_total_desc(const void *a, const void *b)
-{
-    uint64_t ta = sort_nodes[*(const uint32_t *)a - 1].total;
-    uint64_t tb = sort_nodes[*(const uint32_t *)b - 1].total;
-    return ta < tb ? 1 : (ta > tb ? -1 : 0);
-}
 
 static PyObject *build_flame_list(const fnode_t *nodes, uint32_t root)
 {
@@ -1121,71 +1113,105 @@ fail:
     return NULL;
 }
 
+/* qsort has no context argument: the stacks being sorted (GIL held). */
+static const oxp_stack_t *sort_stacks;
+static const oxp_frame_t *sort_frames;
+
+/* Orders stacks by their functions from the root (lines do not matter), so
+ * that stacks sharing a path from the root are next to each other. */
+static int cmp_root_paths(const void *a, const void *b)
+{
+    const oxp_stack_t *sa = &sort_stacks[*(const uint32_t *)a], *sb = &sort_stacks[*(const uint32_t *)b];
+    const oxp_frame_t *fa = sort_frames + sa->offset, *fb = sort_frames + sb->offset;
+    uint32_t da = sa->depth, db = sb->depth;
+    for (uint32_t k = 0; k < da && k < db; k++) {
+        uint32_t x = fa[da - 1 - k].func, y = fb[db - 1 - k].func;
+        if (x != y) {
+            return x < y ? -1 : 1;
+        }
+    }
+    return da < db ? -1 : (da > db ? 1 : 0);
+}
+
+static int cmp_total_desc_func(const void *a, const void *b)
+{
+    const fnode_t *na = &sort_nodes[*(const uint32_t *)a - 1], *nb = &sort_nodes[*(const uint32_t *)b - 1];
+    if (na->total != nb->total) {
+        return na->total < nb->total ? 1 : -1;
+    }
+    return na->func < nb->func ? -1 : (na->func > nb->func ? 1 : 0);
+}
+
 /* Builds the call tree of the selected rows: nodes[0] is the root; children
- * are linked most total first.  0 / -1 with an exception. */
+ * are linked most total first (then by function).  The stacks are sorted by
+ * their path from the root, so each node is made once, when the first stack
+ * through it comes, with no hash lookups.  0 / -1 with an exception. */
 static int build_flame_nodes(SnapshotObject *self, const uint8_t *mask, fnode_t **nodes_out, size_t *nn_out)
 {
     fnode_t *nodes = NULL;
-    size_t nn = 1, cap = 1024;
-    oxp_index_t ix = {0};
-    uint32_t *kids = NULL;
+    uint32_t *order = NULL, *path = NULL, *kids = NULL;
     uint64_t *hits = stack_hits(self, mask);
     if (hits == NULL) {
         return -1;
     }
-    nodes = PyMem_Calloc(cap, sizeof(fnode_t));
-    if (nodes == NULL) {
-        goto nomem;
-    }
-    nodes[0].func = UINT32_MAX;
     const oxp_stack_t *stacks = oxp_db_stacks(&self->db);
     const oxp_frame_t *frames = oxp_db_frames(&self->db);
-    for (size_t s = 0; s < self->db.stacks.len; s++) {
-        uint64_t h = hits[s];
-        if (h == 0) {
-            continue;
-        }
-        const oxp_frame_t *fr = frames + stacks[s].offset;
-        uint32_t cur = 0;
-        nodes[0].total += h;
-        for (uint32_t k = stacks[s].depth; k-- > 0;) {
-            uint32_t func = fr[k].func;
-            uint32_t key[2] = {cur, func};
-            uint32_t hh = oxp_hash_bytes(key, sizeof(key), 0xf1u);
-            fnode_key_t want = {nodes, func, cur};
-            uint32_t found = oxp_index_find(&ix, hh, fnode_key_eq, &want);
-            if (found == UINT32_MAX) {
-                if (nn == cap) {
-                    fnode_t *grown = PyMem_Realloc(nodes, cap * 2 * sizeof(fnode_t));
-                    if (grown == NULL) {
-                        goto nomem;
-                    }
-                    memset(grown + cap, 0, cap * sizeof(fnode_t));
-                    nodes = grown;
-                    cap *= 2;
-                }
-                if (oxp_index_grow(&ix, 1024) < 0) {
-                    goto nomem;
-                }
-                found = (uint32_t)nn++;
-                nodes[found].func = func;
-                nodes[found].parent = cur;
-                nodes[found].next_sibling = nodes[cur].first_child;
-                nodes[cur].first_child = found + 1;
-                oxp_index_put(&ix, hh, found);
+    size_t nstacks = self->db.stacks.len, nsel = 0, nframes = 0, maxdepth = 0;
+    uint64_t root_total = 0;
+    for (size_t s = 0; s < nstacks; s++) {
+        if (hits[s] != 0) {
+            root_total += hits[s];
+            if (stacks[s].depth > 0) {
+                nsel++;
+                nframes += stacks[s].depth;
+                maxdepth = stacks[s].depth > maxdepth ? stacks[s].depth : maxdepth;
             }
-            nodes[found].total += h;
-            if (k == 0) {
-                nodes[found].self += h;
-            }
-            cur = found;
         }
     }
-    /* Order each node's children by total, most first. */
-    kids = PyMem_Malloc((nn + 1) * sizeof(uint32_t));
-    if (kids == NULL) {
+    order = PyMem_Malloc((nsel + 1) * sizeof(uint32_t));
+    path = PyMem_Malloc((maxdepth + 1) * sizeof(uint32_t));
+    nodes = PyMem_Calloc(nframes + 1, sizeof(fnode_t)); /* at most one node per frame */
+    if (order == NULL || path == NULL || nodes == NULL) {
         goto nomem;
     }
+    nsel = 0;
+    for (size_t s = 0; s < nstacks; s++) {
+        if (hits[s] != 0 && stacks[s].depth > 0) {
+            order[nsel++] = (uint32_t)s;
+        }
+    }
+    sort_stacks = stacks;
+    sort_frames = frames;
+    qsort(order, nsel, sizeof(uint32_t), cmp_root_paths);
+    size_t nn = 1, plen = 0; /* path[k]: the node at depth k + 1 of the previous stack */
+    nodes[0].func = UINT32_MAX;
+    nodes[0].total = root_total;
+    for (size_t i = 0; i < nsel; i++) {
+        uint32_t s = order[i], d = stacks[s].depth;
+        const oxp_frame_t *fr = frames + stacks[s].offset; /* leaf first */
+        uint64_t h = hits[s];
+        size_t common = 0;
+        while (common < plen && common < d && nodes[path[common]].func == fr[d - 1 - common].func) {
+            common++;
+        }
+        for (size_t k = common; k < d; k++) {
+            uint32_t parent = k ? path[k - 1] : 0, n = (uint32_t)nn++;
+            nodes[n].func = fr[d - 1 - k].func;
+            nodes[n].parent = parent;
+            nodes[n].next_sibling = nodes[parent].first_child;
+            nodes[parent].first_child = n + 1;
+            path[k] = n;
+        }
+        plen = d;
+        for (size_t k = 0; k < d; k++) {
+            nodes[path[k]].total += h;
+        }
+        nodes[path[d - 1]].self += h;
+    }
+    /* Order each node's children by total, most first.  Each child was made
+     * by a different stack, so `order` has room for any node's children. */
+    kids = order;
+    order = NULL;
     sort_nodes = nodes;
     for (size_t p = 0; p < nn; p++) {
         size_t nk = 0;
@@ -1193,7 +1219,7 @@ static int build_flame_nodes(SnapshotObject *self, const uint8_t *mask, fnode_t 
             kids[nk++] = c;
         }
         if (nk > 1) {
-            qsort(kids, nk, sizeof(uint32_t), cmp_total_desc);
+            qsort(kids, nk, sizeof(uint32_t), cmp_total_desc_func);
         }
         uint32_t link = 0;
         for (size_t i = nk; i-- > 0;) {
@@ -1203,17 +1229,19 @@ static int build_flame_nodes(SnapshotObject *self, const uint8_t *mask, fnode_t 
         nodes[p].first_child = link;
     }
     PyMem_Free(kids);
+    PyMem_Free(path);
+    PyMem_Free(order);
     PyMem_Free(hits);
-    oxp_index_free(&ix);
     *nodes_out = nodes;
     *nn_out = nn;
     return 0;
 nomem:
     PyErr_NoMemory();
     PyMem_Free(kids);
+    PyMem_Free(path);
+    PyMem_Free(order);
     PyMem_Free(hits);
     PyMem_Free(nodes);
-    oxp_index_free(&ix);
     return -1;
 }
 
@@ -1235,29 +1263,129 @@ static PyObject *Snapshot_flame(SnapshotObject *self, PyObject *args)
     return result;
 }
 
-/* flame_json(mask) -> the same tree as flame(), as JSON text, written
- * without recursion (trees can be thousands of frames deep). */
-static PyObject *Snapshot_flame_json(SnapshotObject *self, PyObject *args)
+/* The nodes a bounded flame tree keeps: the `max_nodes` with most samples,
+ * chosen best first from the root, so a kept node's parent is kept and its
+ * kept children are the first of its children (they are sorted by total).
+ * keep[] gets 1 per kept node; returns how many (the root included). */
+typedef struct {
+    uint32_t *items;
+    size_t len, cap;
+} nheap_t;
+
+static int nheap_before(const fnode_t *nodes, uint32_t a, uint32_t b)
 {
-    Py_buffer view;
-    const uint8_t *mask;
-    if (parse_mask_arg(self, args, "|O:flame_json", &view, &mask) < 0) {
-        return NULL;
+    uint64_t ta = nodes[a].total, tb = nodes[b].total;
+    return ta > tb || (ta == tb && a < b);
+}
+
+static int nheap_push(nheap_t *h, const fnode_t *nodes, uint32_t node)
+{
+    if (h->len == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 256;
+        uint32_t *grown = PyMem_Realloc(h->items, cap * sizeof(uint32_t));
+        if (grown == NULL) {
+            return -1;
+        }
+        h->items = grown;
+        h->cap = cap;
     }
+    size_t i = h->len++;
+    while (i > 0 && nheap_before(nodes, node, h->items[(i - 1) / 2])) {
+        h->items[i] = h->items[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h->items[i] = node;
+    return 0;
+}
+
+static uint32_t nheap_pop(nheap_t *h, const fnode_t *nodes)
+{
+    uint32_t top = h->items[0], last = h->items[--h->len];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->len) {
+            break;
+        }
+        if (c + 1 < h->len && nheap_before(nodes, h->items[c + 1], h->items[c])) {
+            c++;
+        }
+        if (!nheap_before(nodes, h->items[c], last)) {
+            break;
+        }
+        h->items[i] = h->items[c];
+        i = c;
+    }
+    if (h->len > 0) {
+        h->items[i] = last;
+    }
+    return top;
+}
+
+static int select_nodes(const fnode_t *nodes, size_t max_nodes, uint8_t *keep, size_t *kept_out)
+{
+    nheap_t heap = {NULL, 0, 0};
+    size_t kept = 1;
+    keep[0] = 1;
+    if (nodes[0].first_child && nheap_push(&heap, nodes, nodes[0].first_child - 1) < 0) {
+        goto nomem;
+    }
+    while (heap.len > 0 && kept < max_nodes) {
+        uint32_t n = nheap_pop(&heap, nodes);
+        keep[n] = 1;
+        kept++;
+        if ((nodes[n].first_child && nheap_push(&heap, nodes, nodes[n].first_child - 1) < 0) ||
+            (nodes[n].next_sibling && nheap_push(&heap, nodes, nodes[n].next_sibling - 1) < 0)) {
+            goto nomem;
+        }
+    }
+    PyMem_Free(heap.items);
+    *kept_out = kept;
+    return 0;
+nomem:
+    PyMem_Free(heap.items);
+    PyErr_NoMemory();
+    return -1;
+}
+
+/* The tree of the selected rows as JSON text, written without recursion
+ * (trees can be thousands of frames deep).  With max_nodes > 0 only the
+ * nodes select_nodes() keeps are written; *nodes_out and *kept_out get the
+ * tree's size and how many nodes were written, *cut_out the samples of the
+ * subtrees left out.  A str, or NULL with an exception. */
+static PyObject *flame_json_text(SnapshotObject *self, const uint8_t *mask, size_t max_nodes, size_t *nodes_out,
+                                 size_t *kept_out, uint64_t *cut_out)
+{
     fnode_t *nodes;
     size_t nn;
     if (build_flame_nodes(self, mask, &nodes, &nn) < 0) {
-        release_mask(&view);
         return NULL;
     }
-    release_mask(&view);
     strbuf_t sb = {NULL, 0, 0};
     uint32_t *stack = PyMem_Malloc((nn + 1) * sizeof(uint32_t)); /* next child to visit, per level */
     uint32_t *path = PyMem_Malloc((nn + 1) * sizeof(uint32_t));
+    uint8_t *keep = NULL; /* NULL: every node */
     PyObject *result = NULL;
     if (stack == NULL || path == NULL) {
         PyErr_NoMemory();
         goto done;
+    }
+    *nodes_out = *kept_out = nn;
+    *cut_out = 0;
+    if (max_nodes > 0 && nn > max_nodes) {
+        keep = PyMem_Calloc(nn, 1);
+        if (keep == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        if (select_nodes(nodes, max_nodes, keep, kept_out) < 0) {
+            goto done;
+        }
+        for (size_t i = 1; i < nn; i++) {
+            if (!keep[i] && keep[nodes[i].parent]) {
+                *cut_out += nodes[i].total;
+            }
+        }
     }
     size_t top = 0;
     char num[96];
@@ -1272,6 +1400,9 @@ static PyObject *Snapshot_flame_json(SnapshotObject *self, PyObject *args)
     top = 1;
     while (top > 0) {
         uint32_t next = stack[top - 1];
+        if (next != 0 && keep != NULL && !keep[next - 1]) {
+            next = 0; /* the kept children come first: the rest is left out */
+        }
         if (next == 0) {
             if (sb_put(&sb, "]]", 2) < 0) {
                 goto nomem;
@@ -1296,11 +1427,55 @@ static PyObject *Snapshot_flame_json(SnapshotObject *self, PyObject *args)
 nomem:
     PyErr_NoMemory();
 done:
+    PyMem_Free(keep);
     PyMem_Free(stack);
     PyMem_Free(path);
     PyMem_Free(sb.data);
     PyMem_Free(nodes);
     return result;
+}
+
+/* flame_json(mask) -> the same tree as flame(), as JSON text. */
+static PyObject *Snapshot_flame_json(SnapshotObject *self, PyObject *args)
+{
+    Py_buffer view;
+    const uint8_t *mask;
+    if (parse_mask_arg(self, args, "|O:flame_json", &view, &mask) < 0) {
+        return NULL;
+    }
+    size_t nodes, kept;
+    uint64_t cut;
+    PyObject *result = flame_json_text(self, mask, 0, &nodes, &kept, &cut);
+    release_mask(&view);
+    return result;
+}
+
+/* flame_json_bounded(mask, max_nodes) -> (json, nodes, kept, cut_samples):
+ * the tree cut to the max_nodes nodes with most samples (the root counts). */
+static PyObject *Snapshot_flame_json_bounded(SnapshotObject *self, PyObject *args)
+{
+    PyObject *mask_obj;
+    Py_ssize_t max_nodes;
+    if (!PyArg_ParseTuple(args, "On:flame_json_bounded", &mask_obj, &max_nodes)) {
+        return NULL;
+    }
+    if (max_nodes < 1) {
+        PyErr_SetString(PyExc_ValueError, "max_nodes must be at least 1");
+        return NULL;
+    }
+    Py_buffer view;
+    const uint8_t *mask;
+    if (get_mask(self, mask_obj, &view, &mask) < 0) {
+        return NULL;
+    }
+    size_t nodes, kept;
+    uint64_t cut;
+    PyObject *text = flame_json_text(self, mask, (size_t)max_nodes, &nodes, &kept, &cut);
+    release_mask(&view);
+    if (text == NULL) {
+        return NULL;
+    }
+    return Py_BuildValue("(NnnK)", text, (Py_ssize_t)nodes, (Py_ssize_t)kept, (unsigned long long)cut);
 }
 
 /* strip_roots(flags) -> a new Snapshot whose stacks lose their root-most
@@ -1398,8 +1573,10 @@ static int get_flags(PyObject *obj, size_t n, Py_buffer *view, const uint8_t **f
 }
 
 /* select(thread_flags, label_flags) -> (mask or None, thread_hits, total,
- * gil, cpu_ns): rows whose thread flag is set and whose label flag is set
- * (label_flags[0] is "no label", label_flags[i + 1] label i). */
+ * gil, cpu_ns, label_hits): rows whose thread flag is set and whose label
+ * flag is set (label_flags[0] is "no label", label_flags[i + 1] label i);
+ * label_hits[0] counts the selected samples without a label, label_hits[i + 1]
+ * those of label i. */
 static PyObject *Snapshot_select(SnapshotObject *self, PyObject *args)
 {
     PyObject *tf_obj, *lf_obj;
@@ -1417,9 +1594,10 @@ static PyObject *Snapshot_select(SnapshotObject *self, PyObject *args)
         return NULL;
     }
     size_t nrows = self->db.counts.len, nthreads = self->db.threads.len;
-    PyObject *mask = NULL, *hits_list = NULL, *result = NULL;
+    PyObject *mask = NULL, *hits_list = NULL, *labels_list = NULL, *result = NULL;
     uint64_t *thread_hits = PyMem_Calloc(nthreads + 1, sizeof(uint64_t));
-    if (thread_hits == NULL) {
+    uint64_t *label_hits = PyMem_Calloc((size_t)self->nlabels + 1, sizeof(uint64_t));
+    if (thread_hits == NULL || label_hits == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -1449,6 +1627,7 @@ static PyObject *Snapshot_select(SnapshotObject *self, PyObject *args)
         }
         if (keep) {
             thread_hits[rows[r].thread] += rows[r].hits;
+            label_hits[label_index(self, rows[r].label) + 1] += rows[r].hits;
             total += rows[r].hits;
             gil += rows[r].gil_hits;
             cpu += rows[r].cpu_ns;
@@ -1466,13 +1645,26 @@ static PyObject *Snapshot_select(SnapshotObject *self, PyObject *args)
         }
         PyList_SET_ITEM(hits_list, (Py_ssize_t)t, v);
     }
-    result = Py_BuildValue("(OOKKKKK)", mask ? mask : Py_None, hits_list, (unsigned long long)total,
-                           (unsigned long long)gil, (unsigned long long)cpu, (unsigned long long)idle_total,
-                           (unsigned long long)idle_hidden);
+    labels_list = PyList_New((Py_ssize_t)self->nlabels + 1);
+    if (labels_list == NULL) {
+        goto done;
+    }
+    for (size_t l = 0; l <= self->nlabels; l++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(label_hits[l]);
+        if (v == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(labels_list, (Py_ssize_t)l, v);
+    }
+    result = Py_BuildValue("(OOKKKOKK)", mask ? mask : Py_None, hits_list, (unsigned long long)total,
+                           (unsigned long long)gil, (unsigned long long)cpu, labels_list,
+                           (unsigned long long)idle_total, (unsigned long long)idle_hidden);
 done:
     Py_XDECREF(mask);
     Py_XDECREF(hits_list);
+    Py_XDECREF(labels_list);
     PyMem_Free(thread_hits);
+    PyMem_Free(label_hits);
     release_mask(&tv);
     release_mask(&lv);
     return result;
@@ -1526,8 +1718,8 @@ static PyMethodDef Snapshot_methods[] = {
      "from_raw(functions, threads, labels, stacks, rows) -> Snapshot built from plain tuples."},
     {"stack", (PyCFunction)Snapshot_stack, METH_O, "stack(i) -> ((function, line), ...), leaf first."},
     {"select", (PyCFunction)Snapshot_select, METH_VARARGS,
-     "select(thread_flags, label_flags, with_idle=True) -> (mask, thread_hits, total, gil, cpu_ns, idle, "
-     "idle_left_out)."},
+     "select(thread_flags, label_flags, with_idle=True) -> (mask, thread_hits, total, gil, cpu_ns, label_hits, "
+     "idle, idle_left_out)."},
     {"aggregate", (PyCFunction)Snapshot_aggregate, METH_VARARGS,
      "aggregate(mask=None, groups=None, order=None, limit=-1) -> [(group, self_hits, total_hits)]."},
     {"line_hits", (PyCFunction)Snapshot_line_hits, METH_VARARGS,
@@ -1538,6 +1730,8 @@ static PyMethodDef Snapshot_methods[] = {
     {"folded", (PyCFunction)Snapshot_folded, METH_VARARGS, "folded(mask, names) -> folded stacks text."},
     {"flame", (PyCFunction)Snapshot_flame, METH_VARARGS, "flame(mask=None) -> nested call tree."},
     {"flame_json", (PyCFunction)Snapshot_flame_json, METH_VARARGS, "flame_json(mask=None) -> the tree as JSON."},
+    {"flame_json_bounded", (PyCFunction)Snapshot_flame_json_bounded, METH_VARARGS,
+     "flame_json_bounded(mask, max_nodes) -> (json, nodes, kept, cut_samples)."},
     {"pprof", (PyCFunction)Snapshot_pprof, METH_VARARGS, "pprof(mask, options) -> uncompressed pprof bytes."},
     {NULL, NULL, 0, NULL},
 };

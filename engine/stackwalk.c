@@ -240,6 +240,11 @@ void oxp_nogil_walk(oxp_nogil_t *st, oxp_threadwalk_t *tw, size_t first, uintptr
         tw->status = OXP_WALK_NONE; /* not running Python code (yet) */
         return;
     }
+    /* Its current Context (an asyncio task's labels are keyed by it), at
+     * once too: the next task step changes it. */
+    if (oxp_saferead(&tw->context, tw->t.context_at, sizeof(tw->context)) < 0) {
+        tw->context = 0;
+    }
     /* Then the current chunk, where its callers' frames are. */
     frame_source_t src = {st, 0, 1, {0, 0, 0}, 0};
     size_t used = chunk_used(&tw->t);

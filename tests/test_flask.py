@@ -259,7 +259,7 @@ def test_route_user_not_listed_gets_403_with_help(method, url, data):
     response = call(client_as(make_app(), "guest"), method, url, data)
     assert response.status_code == 403
     text = response.get_data(as_text=True)
-    assert "guest" in text and "OX_PROF_USERS" in text and "administrator" in text
+    assert "OX_PROF_USERS" in text and "administrator" in text
 
 
 @pytest.mark.parametrize("method,url,data", ROUTES, ids=ROUTE_IDS)

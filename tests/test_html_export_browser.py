@@ -71,3 +71,54 @@ def test_cli_html_flame_graph_in_chromium(tmp_path: Path) -> None:
             assert errors == [] and dialogs == []
         finally:
             browser.close()
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
+def test_cli_html_report_runs_only_its_own_scripts(tmp_path: Path) -> None:
+    """The report's Content-Security-Policy allows its own script and style
+    elements by a per-report nonce, not 'unsafe-inline': markup injected into
+    the file (by anything that could) does not run."""
+    import re
+    script = tmp_path / "prog.py"
+    script.write_text(PROGRAM)
+    out = tmp_path / "prog.html"
+    proc = subprocess.run([sys.executable, "-m", "ox_profile", "run", "-o", str(out), str(script)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    html = out.read_text()
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
+    assert "unsafe-inline" not in csp
+    nonce = re.search(r"script-src 'nonce-([A-Za-z0-9_-]{16,})'", csp).group(1)
+    assert "style-src 'nonce-%s'" % nonce in csp
+    assert html.count('nonce="%s"' % nonce) == 3  # the style sheet and the two scripts
+    from ox_profile import web
+    assert web.render_report(web.flame_data(_tiny_profile())).count(nonce) == 0  # one per report
+    injected = tmp_path / "injected.html"
+    injected.write_text(html.replace("</body>", '<script>document.title = "pwned";</script>'
+                                                 '<style>.oxr-title { font-size: 77px; }</style></body>'))
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            errors, console = [], []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+            page.goto(injected.as_uri())
+            page.wait_for_selector("#oxp-flame svg rect")
+            assert page.title() != "pwned"
+            assert page.evaluate("getComputedStyle(document.querySelector('.oxr-title')).fontSize") == "20px"
+            assert page.locator('#oxp-flame svg rect[data-name="hot_function"]').count() == 1
+            refused = [m for m in console if "Content Security Policy" in m]
+            assert len(refused) == 2, console  # the injected script and style, nothing of ours
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def _tiny_profile():
+    import ox_profile
+    from ox_profile import _engine
+    snap = _engine.Snapshot.from_raw([("f", "f", "m", "m.py", 1)], [(1, 1, "t")], [], [((0, 1),)],
+                                     [(0, -1, 0, 3, 0, 0)])
+    return ox_profile.Profile(snap, {})

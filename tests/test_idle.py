@@ -54,8 +54,9 @@ def test_waiting_threads_are_idle_and_working_ones_are_not(backend: str) -> None
     import threading as _t
     profile = _run_mixed(backend)
     # (The poller wakes every 20 ms, and then waits for the GIL, waking up
-    # every switch interval to ask for it: some ticks see it run.)
-    assert _idle_share(profile, "poller") > 0.5
+    # every switch interval to ask for it: some ticks see it run; the gil
+    # backend's ticks are a switch interval apart, so more of them do.)
+    assert _idle_share(profile, "poller") > (0.5 if backend == "nogil" else 0.2)
     assert _idle_share(profile, "blocked") > 0.9
     # Computing in C without the GIL is running, not idle (generous: this
     # machine has two cores and may deschedule it for whole ticks).

@@ -12,7 +12,7 @@ MAIN_PY=${MAIN_PY:-.venv/bin/python}
 PIP_FLAGS="--disable-pip-version-check -q"
 SUITES=(tests/test_engine.py tests/test_seed_compat.py tests/test_stress.py tests/test_linetable.py
         tests/test_generators.py tests/test_layout.py tests/test_saferead.py tests/test_caveats.py
-        tests/test_cli.py)
+        tests/test_idle.py tests/test_task_labels.py tests/test_cli.py)
 main=$("$MAIN_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 status=0
 summary=()

@@ -40,6 +40,7 @@ static inline void oxp_layout_thread(const void *raw, uintptr_t addr, oxp_pythre
      * when no eval loop runs). */
     out->frame_at = addr + offsetof(PyThreadState, cframe);
     out->frame_via = (intptr_t)offsetof(_PyCFrame, current_frame);
+    out->context_at = addr + offsetof(PyThreadState, context);
     out->chunk = (uintptr_t)ts->datastack_chunk;
     out->chunk_top = (uintptr_t)ts->datastack_top;
 }

@@ -52,6 +52,7 @@ static inline void oxp_layout_thread(const void *raw, uintptr_t addr, oxp_pythre
     /* The thread state itself points to the current frame. */
     out->frame_at = addr + offsetof(PyThreadState, current_frame);
     out->frame_via = -1;
+    out->context_at = addr + offsetof(PyThreadState, context);
     out->chunk = (uintptr_t)ts->datastack_chunk;
     out->chunk_top = (uintptr_t)ts->datastack_top;
 }

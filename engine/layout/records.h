@@ -19,6 +19,8 @@ typedef struct {
      * (oxp_saferead_chase): the thread changes it as it runs. */
     uintptr_t frame_at;
     intptr_t frame_via;
+    uintptr_t context_at; /* address of its current contextvars Context pointer
+                             (an asyncio task's while one of its steps runs) */
     uintptr_t chunk;      /* its current data-stack chunk, or 0 ... */
     uintptr_t chunk_top;  /* ... and the end of what is in use in it */
 } oxp_pythread_t;

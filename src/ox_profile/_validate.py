@@ -4,14 +4,38 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import re
-from typing import Any, Optional, Pattern
+from typing import Any, Mapping, Optional, Pattern
 
 MIN_INTERVAL = 50e-6
 MAX_INTERVAL = 10.0
 MODES = ("wall", "cpu")
 BACKENDS = ("auto", "nogil", "gil")
 MAX_FILTER_LENGTH = 200
+#: Environment variables and the values they take ("" or unset: the default).
+BACKEND_ENV = "OX_PROFILE_BACKEND"
+READER_ENV = "OX_PROFILE_READER"
+READERS = ("direct", "vm", "procmem")
+
+
+class BadEnvironment(ValueError):
+    """An ``OX_PROFILE_*`` environment variable holds a value ox_profile does not know."""
+
+
+def environment(env: Optional[Mapping[str, str]] = None) -> None:
+    """Raise :class:`BadEnvironment`, naming the valid values, when
+    ``OX_PROFILE_BACKEND`` or ``OX_PROFILE_READER`` is set to something else
+    (a mistyped value must not silently pick another backend or reader)."""
+    env = os.environ if env is None else env
+    backend_value = env.get(BACKEND_ENV, "")
+    if backend_value.strip().lower() not in ("",) + BACKENDS:
+        raise BadEnvironment("%s=%r is not one of %s (or unset)"
+                             % (BACKEND_ENV, backend_value, ", ".join(BACKENDS)))
+    reader_value = env.get(READER_ENV, "")
+    if reader_value not in ("",) + READERS:  # the engine reads it as is
+        raise BadEnvironment("%s=%r is not one of %s (or unset)"
+                             % (READER_ENV, reader_value, ", ".join(READERS)))
 
 
 def interval(value: Any) -> float:

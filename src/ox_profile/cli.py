@@ -9,20 +9,28 @@ its profile.
   exit status is 1; Ctrl-C gives 130.  In every case the profile is written.
 * Bad arguments are reported on one ``ox-profile: error: ...`` line with exit
   status 2 before the program starts.
-* If the output file cannot be written at the end, the profile goes to a file
-  in the temporary directory instead, and the exit status is non-zero.
+* A signal whose default action would end the process (SIGTERM, SIGHUP,
+  SIGQUIT...) ends the program like Ctrl-C does, with status 128 + signal;
+  signals and a broken pipe on stderr after the program never stop the
+  profile from being written (see :mod:`ox_profile._signals`).
+* ``-o`` writes through to what exists and is not a regular file (``/dev/null``,
+  a FIFO); a regular file is replaced atomically, a symlink followed.  If the
+  output cannot be written at the end, the profile goes to a new private
+  (0600) file in the temporary directory instead, and the exit status is
+  non-zero.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import importlib.util
 import math
 import os
 import re
 import runpy
-import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -32,6 +40,7 @@ from types import TracebackType
 from typing import IO, Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from ox_profile import _validate, export
+from ox_profile._signals import ProgramEnd, Signals, signal_name
 
 PROG = "ox-profile"
 TOP_LIMIT = 15
@@ -164,9 +173,20 @@ def _parse_max_memory(text: Optional[str]) -> Optional[int]:
 
 def _check_output(output: str) -> None:
     """Raise UsageError when ``output`` obviously cannot be written."""
-    if os.path.isdir(output):
+    try:
+        existing: Optional[os.stat_result] = os.stat(output)  # follows symlinks
+    except FileNotFoundError:
+        existing = None
+    except OSError as exc:
+        raise UsageError("cannot write %s: %s" % (output, exc.strerror or exc)) from None
+    if existing is not None and stat.S_ISDIR(existing.st_mode):
         raise UsageError("output %s is a directory" % (output,))
-    directory = os.path.dirname(os.path.abspath(output))
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        # A device, a FIFO...: written through, so it must be writable itself.
+        if not os.access(output, os.W_OK):
+            raise UsageError("cannot write %s: it is not writable" % (output,))
+        return
+    directory = os.path.dirname(os.path.realpath(output))
     if not os.path.isdir(directory):
         raise UsageError("cannot write %s: directory %s does not exist" % (output, directory))
     if not os.access(directory, os.W_OK | os.X_OK):
@@ -291,6 +311,31 @@ class LiveStatus:
                 pass
 
 
+def say(text: str) -> None:
+    """Print a line on stderr; never fails.  When the reader of stderr is gone
+    (``... 2>&1 | head -1``), stderr is pointed at /dev/null so that nothing
+    later (nor the interpreter's last flush) fails on it."""
+    stream = sys.stderr
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except BrokenPipeError:
+        _silence(stream)
+    except (OSError, ValueError, AttributeError):  # closed or replaced by the program
+        pass
+
+
+def _silence(stream: Any) -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def _exit_status(exc: SystemExit) -> int:
     """The process status Python gives for ``sys.exit(code)``."""
     code = exc.code
@@ -298,10 +343,7 @@ def _exit_status(exc: SystemExit) -> int:
         return 0
     if isinstance(code, int):
         return code
-    try:
-        print(code, file=sys.stderr)
-    except Exception:
-        pass
+    say(str(code))
     return 1
 
 
@@ -311,15 +353,34 @@ def _print_program_traceback(exc: BaseException) -> None:
     tb: Optional[TracebackType] = exc.__traceback__
     while tb is not None and tb.tb_frame.f_globals.get("__name__") in ours:
         tb = tb.tb_next
-    traceback.print_exception(type(exc), exc, tb)
+    try:
+        traceback.print_exception(type(exc), exc, tb)
+    except BrokenPipeError:
+        _silence(sys.stderr)
+    except Exception:  # a closed or replaced stderr: the profile matters more
+        pass
 
 
-def _join_threads() -> None:
-    """Wait for the program's non-daemon threads, as the interpreter would at exit."""
+def _unjoined_threads() -> List[threading.Thread]:
+    """The program's non-daemon threads still running."""
     me = threading.current_thread()
-    for thread in threading.enumerate():
-        if thread is not me and not thread.daemon and thread.is_alive():
+    return [t for t in threading.enumerate() if t is not me and not t.daemon and t.is_alive()]
+
+
+def _join_threads() -> int:
+    """Wait for the program's non-daemon threads, as the interpreter would at
+    exit; -1, or the exit status when a signal or Ctrl-C stopped the wait."""
+    try:
+        for thread in _unjoined_threads():
             thread.join()
+    except KeyboardInterrupt:
+        say("\nox_profile: interrupted (KeyboardInterrupt) while waiting for the program's threads")
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:
+        what = signal_name(exc.signum) if isinstance(exc, ProgramEnd) else "SystemExit"
+        say("ox_profile: %s while waiting for the program's threads" % what)
+        return _exit_status(exc)
+    return -1
 
 
 def _run_program(config: RunConfig) -> int:
@@ -346,17 +407,13 @@ def _run_program(config: RunConfig) -> int:
         except SystemExit as exc:
             status = _exit_status(exc)
         except KeyboardInterrupt:
-            print("\nox_profile: interrupted (KeyboardInterrupt)", file=sys.stderr)
+            say("\nox_profile: interrupted (KeyboardInterrupt)")
             return EXIT_INTERRUPTED
         except BaseException as exc:
             _print_program_traceback(exc)
             status = 1
-        try:
-            _join_threads()
-        except KeyboardInterrupt:
-            print("\nox_profile: interrupted (KeyboardInterrupt)", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        return status
+        stopped = _join_threads()
+        return status if stopped < 0 else stopped
     finally:
         sys.argv = saved_argv
         if saved_path0 is not None and sys.path:
@@ -371,7 +428,7 @@ def _wrapper_frames(launcher: str) -> str:
         files.update({launcher, os.path.abspath(launcher)})
     # runpy looks for an importer for the script's path before running it.
     return "|".join([r"^runpy\.", r"^<frozen runpy>$", r"^pkgutil\.get_importer$", r"^zipimport\.",
-                     "^" + re.escape(__name__) + r"\."]
+                     "^" + re.escape(__name__) + r"\.", r"^ox_profile\._signals\."]
                     + ["^%s$" % re.escape(f) for f in sorted(files)])
 
 
@@ -383,34 +440,50 @@ def _format_options(config: RunConfig) -> Dict[str, Any]:
     return {}
 
 
-def _fallback_path(config: RunConfig, fmt: str) -> str:
+def _write_fallback(data: bytes, fmt: str) -> str:
+    """Write ``data`` to a new private (0600) file in the temporary directory;
+    its path.  The name is unpredictable and the file created exclusively, so
+    nothing planted there can redirect the write."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return os.path.join(tempfile.gettempdir(), "ox-profile-%s-%d%s"
-                        % (stamp, os.getpid(), export.FORMATS[fmt].extension))
-
-
-def _write_profile(profile: Any, config: RunConfig) -> bool:
-    """Write the profile to config.output, or else to a fallback file; True if
-    it went where it was asked."""
-    assert config.output is not None and config.fmt is not None
-    options = _format_options(config)
+    fd, path = tempfile.mkstemp(prefix="ox-profile-%s-%d-" % (stamp, os.getpid()),
+                                suffix=export.FORMATS[fmt].extension, dir=tempfile.gettempdir())
     try:
-        path = export.save(profile, config.output, config.fmt, **options)
-        print("ox_profile: wrote %s profile to %s" % (config.fmt, path), file=sys.stderr)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except BaseException:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def _write_profile(profile: Any, config: RunConfig, signals: Signals) -> bool:
+    """Write the profile to config.output, or else to a fallback file; True if
+    it went where it was asked.  A signal while writing to the output (which
+    may block: a FIFO nobody reads) gives up that write for the fallback."""
+    assert config.output is not None and config.fmt is not None
+    data: Optional[bytes] = None
+    try:
+        data = export.render_bytes(profile, config.fmt, **_format_options(config))
+        with signals.interruptible():
+            path = export.write(config.output, data)
+        say("ox_profile: wrote %s profile to %s" % (config.fmt, path))
         return True
     except Exception as exc:
-        print("%s: error: could not write the profile to %s: %s"
-              % (PROG, config.output, exc), file=sys.stderr)
+        say("%s: error: could not write the profile to %s: %s" % (PROG, config.output, exc))
     # Same format in the temp dir, then the simplest format if rendering itself failed.
-    for fmt, opts in ((config.fmt, options), ("collapsed", {})):
-        fallback = _fallback_path(config, fmt)
+    attempts = [(config.fmt, data)] if data is not None else []
+    attempts.append(("collapsed", None))
+    for fmt, rendered in attempts:
         try:
-            path = export.save(profile, fallback, fmt, **opts)
+            path = _write_fallback(rendered if rendered is not None else export.render_bytes(profile, fmt), fmt)
         except Exception as exc:
-            print("%s: error: could not write the profile to %s either: %s"
-                  % (PROG, fallback, exc), file=sys.stderr)
+            say("%s: error: could not write the %s profile to the temporary directory %s either: %s"
+                % (PROG, fmt, tempfile.gettempdir(), exc))
             continue
-        print("ox_profile: wrote %s profile to %s instead" % (fmt, path), file=sys.stderr)
+        say("ox_profile: wrote %s profile to %s instead" % (fmt, path))
         return False
     return False
 
@@ -422,21 +495,6 @@ def run(config: RunConfig, profiler_factory: Any = None) -> int:
         return _run(config, profiler_factory)
     finally:
         sys.path[:] = saved_path
-
-
-def _terminated(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _catch_sigterm() -> Any:
-    """Turn SIGTERM into SystemExit(143) so the profile is still written
-    (only when the default action would kill us).  The previous handler."""
-    try:
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            return signal.signal(signal.SIGTERM, _terminated)
-    except ValueError:  # not the main thread
-        pass
-    return None
 
 
 def _run(config: RunConfig, profiler_factory: Any) -> int:
@@ -471,45 +529,63 @@ def _run(config: RunConfig, profiler_factory: Any) -> int:
         if status is not None:
             status.stop()
         raise
-    previous_term = _catch_sigterm()
+    signals = Signals().catch()
     try:
-        code = _run_program(config)
-    finally:
-        if previous_term is not None:
-            signal.signal(signal.SIGTERM, previous_term)
-        if os.getpid() == pid:
-            profiler.stop()
-            if status is not None:
-                status.stop()
-    if os.getpid() != pid:
-        # A child the program forked, which returned instead of exiting: the
-        # parent writes the profile.
+        try:
+            code = _run_program(config)
+        finally:
+            signals.ending()  # from here on, signals never stop the profile from being written
+    except KeyboardInterrupt:  # arrived between the program and the line above
+        code = EXIT_INTERRUPTED
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    try:
+        if os.getpid() != pid:
+            # A child the program forked, which returned instead of exiting: the
+            # parent writes the profile.
+            return code
+        profiler.stop()
+        if status is not None:
+            status.stop()
+        program_code = code
+        code = _report(profiler, config, launcher, stream, is_tty, status, signals, code)
+        if signals.late is not None and program_code == 0:
+            code = 128 + signals.late  # stopped by a signal after all
         return code
+    finally:
+        signals.restore()
 
+
+def _report(profiler: Any, config: RunConfig, launcher: str, stream: Any, is_tty: bool,
+            status: Optional[LiveStatus], signals: Signals, code: int) -> int:
+    """Print the top table and write the profile; the exit status."""
     try:
         profile = profiler.snapshot()
     except Exception as exc:  # out of memory, most likely: nothing left to write
-        print("%s: error: could not read the profile: %s: %s" % (PROG, type(exc).__name__, exc),
-              file=sys.stderr)
+        say("%s: error: could not read the profile: %s: %s" % (PROG, type(exc).__name__, exc))
         return code if code != 0 else 1
     try:
         # The frames of ox_profile's command line and runpy sit under the
         # program's own <module>: leave them out of every output.
         profile = profile.strip_root_frames(_wrapper_frames(launcher))
     except Exception as exc:  # keep the unstripped profile rather than lose it
-        print("%s: warning: could not trim the launcher's frames: %s" % (PROG, exc), file=sys.stderr)
+        say("%s: warning: could not trim the launcher's frames: %s" % (PROG, exc))
     if status is not None and status.ident is not None:
         own = [t.index for t in profile.threads if t.ident == status.ident]
         if own:
             profile = profile.filter(threads=[t.index for t in profile.threads
                                               if t.ident != status.ident])
     try:
-        stream.write(export.render(profile, "text", limit=TOP_LIMIT, color=is_tty,
-                                   exclude=_wrapper_frames(launcher)))
-        stream.flush()
+        table = export.render(profile, "text", limit=TOP_LIMIT, color=is_tty,
+                              exclude=_wrapper_frames(launcher))
+        with signals.interruptible():  # a stalled stderr must not keep the profile from its file
+            stream.write(table)
+            stream.flush()
+    except BrokenPipeError:
+        _silence(stream)
     except Exception as exc:  # never let the report stop the profile from being written
-        print("%s: error: could not print the report: %s" % (PROG, exc), file=sys.stderr)
-    if config.output is not None and not _write_profile(profile, config):
+        say("%s: error: could not print the report: %s" % (PROG, exc))
+    if config.output is not None and not _write_profile(profile, config, signals):
         return code if code != 0 else 1
     return code
 
@@ -528,9 +604,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if any(a in ("-h", "--help") for a in _split_run_args(args[1:])[0]):
             parser.parse_args(["run", "--help"])  # prints the help and exits 0
         config = parse_run(args[1:])
-        return run(config)
+        code = run(config)
     except UsageError as exc:
         print("%s: error: %s" % (PROG, exc), file=sys.stderr)
         return EXIT_USAGE
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
+    if _unjoined_threads():
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit without waiting for the program's threads again: a signal or
+    Ctrl-C already stopped that wait, and the profile is written.  The
+    program's atexit functions run first, as at a normal exit."""
+    try:
+        atexit._run_exitfuncs()
+    except BaseException:  # noqa: BLE001 - exiting anyway
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)

@@ -196,9 +196,10 @@ class Profile:
         if self._label_filter is not None:
             label_flags = bytes([1 if None in self._label_filter else 0] +
                                 [1 if lab in self._label_filter else 0 for lab in self.labels_table])
-        mask, thread_hits, total, gil, cpu, idle, hidden = snapshot.select(thread_flags, label_flags,
-                                                                         self.include_idle)
+        mask, thread_hits, total, gil, cpu, label_hits, idle, hidden = snapshot.select(
+            thread_flags, label_flags, self.include_idle)
         self._mask: Optional[bytes] = mask
+        self._label_hits: List[int] = label_hits  # [no label, label 0, label 1...]
         self.total_samples: int = total
         self.gil_samples: int = gil
         self.cpu_ns: int = cpu
@@ -266,9 +267,11 @@ class Profile:
     @functools.cached_property
     def labels(self) -> List[str]:
         """Labels (endpoint names and ``ox_profile.label`` values) seen."""
-        used = {row[1] for i, row in enumerate(self._all_rows())
-                if row[1] >= 0 and (self._mask is None or self._mask[i])}
-        return sorted(self.labels_table[i] for i in used)
+        return sorted(self.labels_table[i] for i, hits in enumerate(self._label_hits[1:]) if hits)
+
+    def label_hits(self) -> Dict[str, int]:
+        """Samples of the selection per label seen."""
+        return {self.labels_table[i]: hits for i, hits in enumerate(self._label_hits[1:]) if hits}
 
     # -- results -----------------------------------------------------------
 
@@ -349,6 +352,13 @@ class Profile:
         """:meth:`flame_tree` as JSON text (built in C, for large trees)."""
         return self._snap.flame_json(self._mask)
 
+    def flame_json_bounded(self, max_nodes: int) -> Tuple[str, int, int, int]:
+        """(json, nodes, kept, cut_samples): :meth:`flame_json` cut to the
+        ``max_nodes`` nodes with most samples (the root counts); ``nodes`` is
+        the whole tree's size, ``cut_samples`` the samples of the subtrees
+        left out (they show as their parents' unexplained width)."""
+        return self._snap.flame_json_bounded(self._mask, int(max_nodes))
+
     def pprof_bytes(self) -> bytes:
         """The profile as an uncompressed pprof ``Profile`` protobuf message."""
         return self._snap.pprof(self._mask, {
@@ -369,9 +379,16 @@ class Profile:
         return Profile(self._snap.strip_roots(flags), self.stats, threads=self._thread_filter,
                        labels=self._label_filter, include_idle=self.include_idle, processes=self.processes)
 
+    def thread_profile(self, index: int) -> "Profile":
+        """The profile of the thread at ``index`` of :attr:`threads` alone
+        (by index only: :meth:`filter` also matches idents and names)."""
+        chosen = frozenset([index]) if self._thread_filter is None else frozenset([index]) & self._thread_filter
+        return Profile(self._snap, self.stats, threads=chosen, labels=self._label_filter,
+                       include_idle=self.include_idle, _parent=self)
+
     def thread_profiles(self) -> List[Tuple[ThreadInfo, "Profile"]]:
         """One profile per thread that has samples in the selection."""
-        return [(t, self.filter(threads=[t.index])) for t in self.threads if t.hits]
+        return [(t, self.thread_profile(t.index)) for t in self.threads if t.hits]
 
     # -- output ------------------------------------------------------------
 

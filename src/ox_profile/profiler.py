@@ -16,7 +16,7 @@ from ox_profile.profile import Profile
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-BACKEND_ENV = "OX_PROFILE_BACKEND"
+BACKEND_ENV = _validate.BACKEND_ENV
 
 
 def _choose_backend(requested: Optional[str]) -> "tuple[str, Optional[str]]":
@@ -24,11 +24,9 @@ def _choose_backend(requested: Optional[str]) -> "tuple[str, Optional[str]]":
     could not be honoured."""
     if requested not in (None, "auto"):
         return requested, None
-    env = os.environ.get(BACKEND_ENV, "").strip().lower()
+    env = os.environ.get(BACKEND_ENV, "").strip().lower()  # checked by _validate.environment
     if env in ("", "auto"):
         return "auto", None
-    if env not in ("nogil", "gil"):
-        return "auto", "%s=%r is not one of auto, nogil, gil: ignored" % (BACKEND_ENV, env)
     if env == "nogil" and not _engine.nogil_available()[0]:
         return "gil", "%s=nogil is not available here (%s): using gil" % (BACKEND_ENV, _engine.nogil_available()[1])
     return env, None
@@ -47,7 +45,9 @@ class Profiler:
     tick); ``backend`` is ``"nogil"`` (read stacks without the GIL: CPython
     3.11), ``"gil"`` (portable) or None/``"auto"`` (the best available; the
     ``OX_PROFILE_BACKEND`` environment variable can choose); ``max_memory``
-    caps the database in bytes (default 32 MiB).
+    caps the database in bytes (default 32 MiB).  A value of
+    ``OX_PROFILE_BACKEND`` or ``OX_PROFILE_READER`` that is not one of theirs
+    raises :class:`ox_profile._validate.BadEnvironment` (a ``ValueError``).
     """
 
     #: Whether a process forked while this profiler runs starts its own
@@ -58,6 +58,7 @@ class Profiler:
 
     def __init__(self, interval: float = 0.001, mode: str = "wall", backend: Optional[str] = None,
                  max_memory: Optional[int] = None, *, database: Optional["_engine.Database"] = None) -> None:
+        _validate.environment()
         self._interval = _validate.interval(interval)
         self.mode = _validate.mode(mode)
         chosen, self._backend_note = _choose_backend(_validate.backend(backend))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
+from ox_profile._text import encodable
+
 if TYPE_CHECKING:  # pragma: no cover
     from ox_profile.profile import Profile, ThreadInfo
 
@@ -78,7 +80,7 @@ def to_dict(profile: "Profile", unit: str = "nanoseconds", name: Optional[str] =
         })
     return {
         "$schema": SCHEMA_URL,
-        "name": _default_name(profile) if name is None else name,
+        "name": _default_name(profile) if name is None else encodable(name),
         "exporter": "ox_profile",
         "activeProfileIndex": 0,
         "shared": {"frames": _frames(profile)},
@@ -101,7 +103,7 @@ def render(profile: "Profile", unit: str = "nanoseconds", name: Optional[str] = 
                 "],[".join(paths).replace(";", ","), ",".join(map(str, weights))))
     head = {
         "$schema": SCHEMA_URL,
-        "name": _default_name(profile) if name is None else name,
+        "name": _default_name(profile) if name is None else encodable(name),
         "exporter": "ox_profile",
         "activeProfileIndex": 0,
         "shared": {"frames": _frames(profile)},

@@ -1,5 +1,7 @@
 """A plain-text table of the functions with most samples ("top"), with a header
-summarising the run (samples, duration, mode, achieved sampling rate, backend)."""
+summarising the run (samples, duration, mode, achieved sampling rate, backend).
+Control characters in function and file names are written as visible escapes
+(``\\x1b``), so the table is safe to print on a terminal."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import os
 from typing import TYPE_CHECKING, Any, List, Mapping, Optional
 
 from ox_profile import _validate
+from ox_profile._text import visible
 
 if TYPE_CHECKING:  # pragma: no cover
     from ox_profile.profile import Profile
@@ -104,7 +107,8 @@ def render(profile: "Profile", limit: Optional[int] = 50, sort: str = "self",
     if drop is not None:
         everything = [s for s in everything if not s.function.matches(drop)]
     rows = everything if limit is None else everything[:limit]
-    names = [s.function.display_name for s in rows]
+    # Names come from the program: escape sequences in them are shown, not sent.
+    names = [visible(s.function.display_name) for s in rows]
     width = min(max([len(n) for n in names] + [len("function")]), _MAX_NAME_WIDTH)
     head = "%7s %7s %8s %8s  %-*s  %s" % ("self%", "total%", "self", "total", width,
                                             "function", "file:line")
@@ -113,7 +117,7 @@ def render(profile: "Profile", limit: Optional[int] = 50, sort: str = "self",
         share = stat.self_share * 100
         self_pct = _paint("%6.1f%%" % share,
                           _RED if share >= 10 else _YELLOW if share >= 2 else "", color)
-        location = "%s:%d" % (_short_path(stat.function.filename), stat.hot_line)
+        location = "%s:%d" % (visible(_short_path(stat.function.filename)), stat.hot_line)
         lines.append("%s %6.1f%% %8d %8d  %s  %s" % (
             self_pct, stat.total_share * 100, stat.self_hits, stat.total_hits,
             _paint(name.ljust(width), _CYAN, color), _paint(location, _DIM, color)))

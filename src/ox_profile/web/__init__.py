@@ -14,6 +14,7 @@ profile object it is given.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import html
 import json
@@ -23,10 +24,13 @@ import re
 import secrets
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
 
+from ox_profile._text import encodable
+
 if TYPE_CHECKING:  # pragma: no cover
     from ox_profile.profile import Profile
 
-__all__ = ["asset", "flame_data", "render_report", "dumps_for_script", "MAX_VIEWS", "json_safe"]
+__all__ = ["asset", "flame_data", "render_report", "dumps_for_script", "MAX_VIEWS", "json_safe",
+           "Budget", "COMPLETE"]
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
@@ -64,52 +68,107 @@ def json_safe(value: Any) -> Any:
 TOP_ROWS = 2000
 
 
-def _view(key: str, label: str, profile: "Profile") -> Dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How much of a profile one flame data document may hold.
+
+    ``max_nodes`` bounds the call-tree nodes over all views (None: every
+    node); a view cut to its share keeps its largest nodes, and the samples of
+    the subtrees left out show as their parents' unexplained width.
+    ``max_views`` bounds the views, and ``max_row_scans`` the work of building
+    them (each view scans every row of the profile once): views beyond "All
+    threads" are left out when ``rows * views`` would exceed it.  ``top_rows``
+    bounds each view's table; with ``used_functions_only`` the functions
+    table names only the functions the document shows (the others are null).
+    """
+
+    max_nodes: Optional[int] = None
+    max_views: int = MAX_VIEWS
+    max_row_scans: Optional[int] = None
+    top_rows: int = TOP_ROWS
+    used_functions_only: bool = False
+
+
+#: The whole profile (the HTML export and downloads).
+COMPLETE = Budget()
+
+_FUNCTION_IN_TREE = re.compile(r"\[(\d+),")
+
+
+def _view(key: str, label: str, profile: "Profile", budget: Budget,
+          max_nodes: Optional[int]) -> Dict[str, Any]:
     total = int(profile.total_samples)
+    view: Dict[str, Any] = {"key": key, "label": label, "total": total}
     # The tree as JSON text built by the engine: large trees are the bulk of
     # a report, and building them as Python lists first is slow.
-    tree: Any = TreeJSON(profile.flame_json()) if total else [-1, total, 0, []]
-    top = [[s.function.index, int(s.self_hits), int(s.total_hits), int(s.hot_line)]
-           for s in profile.top(limit=TOP_ROWS)]
-    return {"key": key, "label": label, "total": total, "tree": tree, "top": top}
+    if not total:
+        view["tree"] = [-1, total, 0, []]
+    elif max_nodes is None:
+        view["tree"] = TreeJSON(profile.flame_json())
+    else:
+        text, nodes, shown, cut = profile.flame_json_bounded(max_nodes)
+        view["tree"] = TreeJSON(text)
+        view["nodes"], view["nodes_shown"], view["samples_cut"] = nodes, shown, cut
+    view["top"] = [[s.function.index, int(s.self_hits), int(s.total_hits), int(s.hot_line)]
+                   for s in profile.top(limit=budget.top_rows)]
+    return view
+
+
+def _extra_views(profile: "Profile", per_thread: bool, budget: Budget) -> "tuple[list, list, int]":
+    """The threads and labels that get a view of their own (most samples
+    first, within the budget), and how many were left out."""
+    threads = sorted((t for t in profile.threads if t.hits), key=lambda t: (-t.hits, t.index)) if per_thread else []
+    if budget.max_row_scans is not None and len(threads) == 1:
+        threads = []  # its view would be "All threads" again, at the same cost
+    label_hits = profile.label_hits()
+    labels = sorted(label_hits, key=lambda lab: (-label_hits[lab], lab))
+    room = budget.max_views - 1
+    if budget.max_row_scans is not None:
+        rows = max(1, int(profile.stats.get("rows") or profile.distinct_stacks or 1))
+        room = min(room, max(0, budget.max_row_scans // rows - 1))
+    # Share the room between threads and labels; what one side does not use
+    # goes to the other.
+    n_threads = min(len(threads), max(room // 2, room - len(labels)))
+    n_labels = min(len(labels), room - n_threads)
+    omitted = len(threads) - n_threads + len(labels) - n_labels
+    # Threads in their original order (first seen first), labels by name.
+    return sorted(threads[:n_threads], key=lambda t: t.index), sorted(labels[:n_labels]), omitted
 
 
 def flame_data(profile: "Profile", title: Optional[str] = None,
-               per_thread: bool = True) -> Dict[str, Any]:
+               per_thread: bool = True, budget: Budget = COMPLETE) -> Dict[str, Any]:
     """The "Flame data" dict of ``docs/contract.md`` for ``profile``: an
     "All threads" view, then one view per thread with samples (when
-    ``per_thread``) and one per label, at most :data:`MAX_VIEWS` views."""
+    ``per_thread``) and one per label, within ``budget`` (default: every
+    node, at most :data:`MAX_VIEWS` views).  ``meta`` says what was left out."""
     stats = json_safe(dict(profile.stats or {}))
-    functions = [[f.qualname, f.module, f.filename, int(f.firstlineno)]
-                 for f in profile.functions]
-    views: List[Dict[str, Any]] = [_view("all", "All threads", profile)]
+    threads, labels, omitted = _extra_views(profile, per_thread, budget)
+    extra = len(threads) + len(labels)
+    main_nodes = share = budget.max_nodes
+    if budget.max_nodes is not None and extra:
+        main_nodes = budget.max_nodes // 2
+        share = max(1, (budget.max_nodes - main_nodes) // extra)
+    views: List[Dict[str, Any]] = [_view("all", "All threads", profile, budget, main_nodes)]
+    for info in threads:
+        views.append(_view("thread:%d" % info.index, "%s (%d)" % (info.name, info.ident),
+                           profile.thread_profile(info.index), budget, share))
+    for lab in labels:
+        views.append(_view("label:%s" % lab, "endpoint: %s" % lab, profile.filter(labels=[lab]),
+                           budget, share))
 
-    threads = []
-    if per_thread:
-        threads = sorted(profile.thread_profiles(), key=lambda tp: (-tp[0].hits, tp[0].index))
-    labels = list(profile.labels or [])
-    budget = MAX_VIEWS - 1
-    # Share the budget between threads and labels; what one side does not
-    # use goes to the other.
-    n_threads = min(len(threads), max(budget // 2, budget - len(labels)))
-    n_labels = min(len(labels), budget - n_threads)
-    # Keep the original thread order (first seen first) for the ones kept.
-    kept_threads = sorted(threads[:n_threads], key=lambda tp: tp[0].index)
-    for info, sub in kept_threads:
-        views.append(_view("thread:%d" % info.index, "%s (%d)" % (info.name, info.ident), sub))
-    if n_labels < len(labels):
-        # Keep the labels with most samples.
-        counted = [(profile.filter(labels=[lab]), lab) for lab in labels]
-        counted.sort(key=lambda pl: -pl[0].total_samples)
-        chosen = sorted(counted[:n_labels], key=lambda pl: pl[1])
+    if budget.used_functions_only:
+        used = set()
+        for view in views:
+            used.update(int(m) for m in _FUNCTION_IN_TREE.findall(str(view["tree"])))
+            used.update(row[0] for row in view["top"])
+        functions: List[Any] = [[f.qualname, f.module, f.filename, int(f.firstlineno)]
+                                if f.index in used else None for f in profile.functions]
     else:
-        chosen = [(profile.filter(labels=[lab]), lab) for lab in labels]
-    for sub, lab in chosen:
-        views.append(_view("label:%s" % lab, "endpoint: %s" % lab, sub))
+        functions = [[f.qualname, f.module, f.filename, int(f.firstlineno)] for f in profile.functions]
 
     started_at = stats.get("started_at") if isinstance(stats, dict) else None
     meta: Dict[str, Any] = {
-        "title": title if title is not None else "ox_profile",
+        "title": encodable(title) if title is not None else "ox_profile",
         "mode": profile.mode,
         "interval": float(profile.interval),
         "duration": float(profile.duration),
@@ -117,8 +176,14 @@ def flame_data(profile: "Profile", title: Optional[str] = None,
         "started_at": started_at,
         "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "stats": stats,
-        "views_omitted": (len(threads) - n_threads) + (len(labels) - n_labels),
+        "views_omitted": omitted,
     }
+    if budget.max_nodes is not None:
+        meta["nodes"] = sum(int(v.get("nodes", 0)) for v in views)
+        meta["nodes_shown"] = sum(int(v.get("nodes_shown", 0)) for v in views)
+        main = views[0]
+        meta["samples_cut"] = int(main.get("samples_cut", 0))
+        meta["main_nodes"], meta["main_nodes_shown"] = main.get("nodes", 0), main.get("nodes_shown", 0)
     return {"meta": json_safe(meta), "functions": functions, "views": views}
 
 
@@ -191,12 +256,7 @@ def dumps_for_script(data: Mapping[str, Any]) -> str:
 
 def _text(value: Any) -> str:
     """``value`` as HTML-escaped text that can be encoded as UTF-8."""
-    text = str(value)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return html.escape(text)
+    return html.escape(encodable(str(value)))
 
 
 def _fmt_seconds(value: Any) -> str:
@@ -252,7 +312,7 @@ def _header_html(meta: Mapping[str, Any]) -> str:
     return "\n".join(items)
 
 
-_PLACEHOLDER = re.compile(r"\{\{(TITLE|HEADER|CSS|JS|DATA)\}\}")
+_PLACEHOLDER = re.compile(r"\{\{(TITLE|HEADER|CSS|JS|DATA|NONCE)\}\}")
 
 
 def render_report(profile_or_data: Union["Profile", Mapping[str, Any]],
@@ -263,7 +323,7 @@ def render_report(profile_or_data: Union["Profile", Mapping[str, Any]],
         data: Dict[str, Any] = dict(profile_or_data)
         meta = dict(data.get("meta") or {})
         if title is not None:
-            meta["title"] = title
+            meta["title"] = encodable(title)
         data["meta"] = meta
     else:
         data = flame_data(profile_or_data, title=title)
@@ -275,6 +335,9 @@ def render_report(profile_or_data: Union["Profile", Mapping[str, Any]],
     if re.search(r"</style", css, re.I) or re.search(r"</script", js, re.I):
         raise RuntimeError("static assets contain a closing tag")
     values = {
+        # The page's Content-Security-Policy runs only scripts and styles with
+        # this nonce: ours, never anything that made its way into the data.
+        "NONCE": secrets.token_urlsafe(18),
         "TITLE": _text(page_title),
         "HEADER": _header_html(meta),
         "CSS": css,

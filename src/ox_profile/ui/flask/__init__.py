@@ -118,6 +118,8 @@ class OxProfBlueprint(Blueprint):
         self._state = _RequestState()
         self._always_time = False
         self._observe = False  # read on every request: time and label it?
+        #: How many times the samples were reset (pages built before are stale).
+        self.generation = 0
         #: Keyword arguments for the SimpleLauncher, used when it is created
         #: (e.g. ``{"mode": "cpu"}`` to sample only threads that ran).
         self.launcher_options: dict = {}
@@ -194,6 +196,7 @@ class OxProfBlueprint(Blueprint):
     def reset(self) -> None:
         """Forget all samples and request timings (sampling state unchanged)."""
         self.timings.clear()
+        self.generation += 1
         if self._launcher is not None:
             self._launcher.profiler.clear()
 

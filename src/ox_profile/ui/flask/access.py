@@ -5,15 +5,20 @@ actions, downloads, JSON and static files alike) and returns ``None`` to let
 the request through, or the response to send instead:
 
 * ``app.config['OX_PROF_AUTHORIZE']``, when set, is a callable taking no
-  arguments, called inside the request.  It returns true to allow, false to
-  refuse with a 403 page, or a response (e.g. a redirect to a login page)
-  to send as is.  Apps without Flask-Login use this.
+  arguments, called inside the request.  Only ``True`` allows; a response
+  object (any werkzeug response: a redirect to a login page, an
+  ``HTTPException``'s response) is sent as the answer; anything else
+  (``False``, ``None``, a string, a tuple, a dict...) is refused with a 403
+  and a log line naming what it returned.  Apps without Flask-Login use this.
 * Otherwise Flask-Login decides who the user is.  Anonymous users get
   Flask-Login's unauthorized handling (``login_manager.unauthorized()``: a
-  redirect to ``login_view`` or a 401).  Logged-in users get in only when
+  redirect to ``login_view`` or a 401); when the app's own handler gives
+  nothing to send, a 401.  Logged-in users get in only when
   ``getattr(current_user, app.config.get('OX_PROF_USERNAME_FIELD', 'name'))``
   is in ``app.config['OX_PROF_USERS']``; everybody else gets a 403 page that
-  says how to get access.  With no ``OX_PROF_USERS`` nobody gets in.
+  says how to get access, without telling how many users are allowed or
+  which attribute is compared (the log has that).  With no
+  ``OX_PROF_USERS`` nobody gets in.
 
 Flask-Login is imported only when it is needed, so an app that sets
 ``OX_PROF_AUTHORIZE`` does not need it installed.
@@ -21,13 +26,17 @@ Flask-Login is imported only when it is needed, so an app that sets
 
 from __future__ import annotations
 
-from typing import Any, Collection, Optional, Tuple
+import logging
+from typing import Any, Callable, Collection, Optional, Tuple
 
-from flask import Response, current_app, jsonify, render_template, request
+from flask import current_app, jsonify, render_template, request
+from werkzeug.wrappers import Response as BaseResponse
 
 __all__ = ["check_access", "allowed_users", "forbidden", "DEFAULT_USERNAME_FIELD"]
 
 DEFAULT_USERNAME_FIELD = "name"
+
+log = logging.getLogger("ox_profile.flask")
 
 
 def allowed_users() -> Collection[Any]:
@@ -43,7 +52,7 @@ def _wants_json() -> bool:
         request.accept_mimetypes.best == "application/json")
 
 
-def forbidden(message: str, help_text: str = "", status: int = 403) -> Response:
+def forbidden(message: str, help_text: str = "", status: int = 403) -> BaseResponse:
     """The refusal page (or JSON body for JSON routes)."""
     if _wants_json():
         response = jsonify({"error": message, "help": help_text})
@@ -61,20 +70,49 @@ def _user_name(user: Any, field: str) -> Tuple[bool, Any]:
         return False, None
 
 
-def check_access() -> Optional[Response]:
+def _authorize(authorize: Callable[[], Any]) -> Optional[BaseResponse]:
+    """The answer of ``OX_PROF_AUTHORIZE``: ``None`` (allowed) only for ``True``."""
+    verdict = authorize()
+    if verdict is True:
+        return None
+    if isinstance(verdict, BaseResponse):
+        return verdict
+    if verdict is False or verdict is None:
+        log.info("ox_profile: OX_PROF_AUTHORIZE refused %s %s (it returned %s)",
+                 request.method, request.path, type(verdict).__name__)
+    else:
+        log.warning("ox_profile: OX_PROF_AUTHORIZE returned a %s for %s %s, which is not True "
+                    "(allow), False (refuse) or a response to send: refused",
+                    type(verdict).__name__, request.method, request.path)
+    return forbidden("You are not allowed to use ox_profile.",
+                     "Access is decided by this site's own check, which refused this request; "
+                     "ask an administrator of this site for access.")
+
+
+def _unauthorized(manager: Any) -> BaseResponse:
+    """Flask-Login's answer to an anonymous user, or a 401 when the app's
+    unauthorized handler gives nothing usable: never ``None``."""
+    answer = manager.unauthorized()  # may raise (abort(401)): Flask answers that
+    if isinstance(answer, BaseResponse):
+        return answer
+    if answer is not None:
+        try:
+            return current_app.make_response(answer)
+        except TypeError:
+            pass
+    log.warning("ox_profile: Flask-Login's unauthorized handler returned %s for %s %s; "
+                "refused with 401", type(answer).__name__, request.method, request.path)
+    return forbidden("You must log in to use ox_profile.",
+                     "Log in to this site with an account allowed to use ox_profile.", status=401)
+
+
+def check_access() -> Optional[BaseResponse]:
     """``None`` when the current request may use ox_profile, else the
     response to send (unauthorized handling, 403 page...)."""
     config = current_app.config
     authorize = config.get("OX_PROF_AUTHORIZE")
     if authorize is not None:
-        verdict = authorize()
-        if isinstance(verdict, Response):
-            return verdict
-        if verdict:
-            return None
-        return forbidden("You are not allowed to use ox_profile.",
-                         "Access is decided by app.config['OX_PROF_AUTHORIZE'], which refused "
-                         "this request; ask the administrator of this site.")
+        return _authorize(authorize)
 
     try:
         import flask_login
@@ -88,8 +126,8 @@ def check_access() -> Optional[Response]:
                          "Set up Flask-Login (LoginManager().init_app(app)) and list users in "
                          "app.config['OX_PROF_USERS'], or set app.config['OX_PROF_AUTHORIZE'].")
     user = flask_login.current_user
-    if not getattr(user, "is_authenticated", False):
-        return manager.unauthorized()
+    if getattr(user, "is_authenticated", False) is not True:
+        return _unauthorized(manager)
 
     field = config.get("OX_PROF_USERNAME_FIELD", DEFAULT_USERNAME_FIELD)
     users = allowed_users()
@@ -100,15 +138,12 @@ def check_access() -> Optional[Response]:
         allowed = False
     if allowed:
         return None
-    if not users:
-        return forbidden(
-            "No user may use ox_profile yet: app.config['OX_PROF_USERS'] is empty.",
-            "An administrator of this site must add user names to app.config['OX_PROF_USERS'] "
-            "(the user attribute compared is current_user.%s)." % field)
-    shown = repr(name) if found else "(no attribute %r)" % field
+    # The page tells how to get access and nothing about the list (how many
+    # names, which attribute); the details go to the log, for administrators.
+    log.info("ox_profile: refused %s %s to a user whose %s is %r (not in the %d names of "
+             "OX_PROF_USERS)", request.method, request.path, field,
+             name if found else "<missing>", len(users))
     return forbidden(
-        "You are logged in as %s, who is not one of the %d users allowed to use ox_profile."
-        % (shown, len(users)),
-        "To get access, ask an administrator of this site to add %s to "
-        "app.config['OX_PROF_USERS'] (the user attribute compared is current_user.%s, "
-        "set by OX_PROF_USERNAME_FIELD)." % (shown, field))
+        "You are logged in, but your account may not use ox_profile.",
+        "To get access, ask an administrator of this site to add your account to "
+        "app.config['OX_PROF_USERS'].")

@@ -13,7 +13,7 @@ route                     methods     what
 ``/pause``                GET, POST   pause sampling
 ``/unpause``              GET, POST   unpause (starts the sampler the first time)
 ``/reset``                POST        forget samples and request timings
-``/set_interval``         GET, POST   ``interval`` in seconds (0.0001 .. 10)
+``/set_interval``         GET, POST   ``interval`` in seconds (0.00005 .. 10)
 ``/show_req_times``       GET         per-endpoint request timing; ``as_csv=1``
                                       downloads CSV
 ``/download/<fmt>``       GET         the profile as ``collapsed``, ``speedscope``,
@@ -22,9 +22,12 @@ route                     methods     what
 ========================  ==========  ================================================
 
 Every route is behind :func:`ox_profile.ui.flask.access.check_access`.  POSTs
-(what the pages send) need the session's CSRF token; the original's GET links
-for pause/unpause/set_interval keep working for allowed users.  Bad
-parameters give a 400 with a message and change nothing.
+(what the pages send) need the session's CSRF token, which is renewed at
+login; the original's GET links for pause/unpause/set_interval keep working
+for allowed users, except when the browser says another site's page made the
+request (``Sec-Fetch-Site``); HEAD never acts.  Links are built relative to
+the blueprint, so it works under any registration name.  Bad parameters give a
+400 with a message and change nothing.
 """
 
 from __future__ import annotations
@@ -35,19 +38,19 @@ import json
 import re
 import secrets
 from typing import Any, Dict, List, Optional, Tuple
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from flask import (Response, current_app, flash, g, jsonify, redirect, render_template,
                    request, send_from_directory, session, url_for)
 
 from ox_profile import web
 from ox_profile import _validate
-from ox_profile.ui.flask import OX_PROF_BP, OxProfBlueprint, ReqRecord
-from ox_profile.ui.flask.access import check_access
+from ox_profile.ui.flask import OX_PROF_BP, OxProfBlueprint, ReqRecord, pagedata
+from ox_profile.ui.flask.access import check_access, forbidden, log
 from ox_profile.ui.flask.refilter import MAX_PATTERN_LENGTH, FilterError, SafeFilter
 from ox_profile.ui.flask.timing import summaries_csv
 
-__all__ = ["OX_PROF_BP", "OxProfBlueprint", "ReqRecord", "BadParameter"]
+__all__ = ["OX_PROF_BP", "OxProfBlueprint", "ReqRecord", "BadParameter", "rotate_csrf_token"]
 
 #: Rows of the top-functions table when max_records is not given.
 DEFAULT_MAX_RECORDS = 50
@@ -115,12 +118,87 @@ def _nonce() -> str:
     return nonce
 
 
+def rotate_csrf_token(*_args: Any, **_kwargs: Any) -> None:
+    """Forget the session's CSRF token; the next page gets a new one.
+
+    Connected to Flask-Login's ``user_logged_in`` and ``user_logged_out``
+    signals, so that a token planted in a session before its owner logs in
+    is worthless after; apps with their own login (``OX_PROF_AUTHORIZE``)
+    call it when a user logs in."""
+    try:
+        session.pop(_CSRF_SESSION_KEY, None)
+    except RuntimeError:  # no SECRET_KEY: there is no token to forget
+        pass
+
+
+@OX_PROF_BP.record_once
+def _connect_login_signals(_state: Any) -> None:
+    try:
+        import flask_login
+    except ImportError:  # apps that decide access with OX_PROF_AUTHORIZE
+        return
+    flask_login.user_logged_in.connect(rotate_csrf_token)
+    flask_login.user_logged_out.connect(rotate_csrf_token)
+
+
+#: The views that change the profiler's state.
+ACTIONS = frozenset({"pause", "unpause", "reset", "set_interval"})
+
+#: ``Sec-Fetch-Site`` values of requests a person made on this site: typed,
+#: bookmarked (``none``) or from its own pages.
+_OWN_SITE = frozenset({"none", "same-origin"})
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return "%s://%s" % (parts.scheme.lower(), parts.netloc.lower())
+
+
+def requested_by_another_site() -> bool:
+    """Whether the browser says this request was made by another site's page
+    (``Sec-Fetch-Site``; browsers without it: a ``Referer`` from another origin)."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site.strip().lower() not in _OWN_SITE
+    referer = request.headers.get("Referer")
+    return bool(referer) and _origin(referer) != _origin(request.host_url)
+
+
+def _action_guard() -> Optional[Response]:
+    """State changes: POSTs need the CSRF token; the original's GET links
+    work unless another site made the request; HEAD never acts."""
+    if request.method == "POST":
+        if not _csrf_ok():
+            raise BadParameter("The form's CSRF token is missing or invalid: reload the page and "
+                               "try again (POSTs need the csrf_token of this session).")
+        return None
+    if request.method == "GET":
+        if not requested_by_another_site():
+            return None
+        log.warning("ox_profile: refused %s %s requested by another site (Sec-Fetch-Site %r, "
+                    "Referer %r)", request.method, request.path,
+                    request.headers.get("Sec-Fetch-Site"), request.headers.get("Referer"))
+        return forbidden(
+            "This action was requested by a page of another site, and was not done.",
+            "Use the buttons of the ox_profile status page, or open the link yourself "
+            "(typed or bookmarked).")
+    # HEAD (and anything else Flask would route to the view) changes nothing.
+    response = current_app.response_class(
+        "%s does not run ox_profile actions; use POST (the status page's buttons) or GET.\n"
+        % request.method, status=405, mimetype="text/plain")
+    response.headers["Allow"] = "GET, POST"
+    return response
+
+
 @OX_PROF_BP.before_request
 def _guard() -> Optional[Response]:
-    """Access control for every route, then the CSRF check for POSTs."""
+    """Access control for every route, then the checks of actions."""
     denied = check_access()
     if denied is not None:
         return denied
+    view = (request.endpoint or "").rpartition(".")[2]
+    if view in ACTIONS and request.method != "OPTIONS":
+        return _action_guard()
     if request.method == "POST" and not _csrf_ok():
         raise BadParameter("The form's CSRF token is missing or invalid: reload the page and try "
                            "again (POSTs need the csrf_token of this session).")
@@ -152,6 +230,21 @@ def _bad_parameter(exc: BadParameter) -> Response:
         response = current_app.make_response(render_template(
             "ox_prof_err.html", title="Bad request", error_msg=message, help_text=""))
     response.status_code = 400
+    return response
+
+
+@OX_PROF_BP.errorhandler(_validate.BadEnvironment)
+def _bad_environment(exc: _validate.BadEnvironment) -> Response:
+    """The profiler cannot be created: the server's environment is wrong."""
+    log.error("ox_profile: cannot create the profiler: %s", exc)
+    message = "ox_profile cannot start: %s." % exc
+    help_text = "Fix the environment of the server process and restart it."
+    if request.path.endswith(".json"):
+        response = jsonify({"error": message, "help": help_text})
+    else:
+        response = current_app.make_response(render_template(
+            "ox_prof_err.html", title="Configuration error", error_msg=message, help_text=help_text))
+    response.status_code = 500
     return response
 
 
@@ -282,8 +375,9 @@ def _selected(sel: Selection) -> Tuple[Any, Any]:
                                % (sel.thread, len(profile.threads)))
     if sel.thread is None and sel.endpoint is None:
         return profile, profile
-    narrowed = profile.filter(threads=None if sel.thread is None else [sel.thread],
-                              labels=None if sel.endpoint is None else [sel.endpoint])
+    narrowed = profile if sel.thread is None else profile.thread_profile(sel.thread)
+    if sel.endpoint is not None:
+        narrowed = narrowed.filter(labels=[sel.endpoint])
     return profile, narrowed
 
 
@@ -308,17 +402,64 @@ def _top_json(stat: Any) -> Dict[str, Any]:
             "total_share": stat.total_share}
 
 
-def _json_response(payload: Dict[str, Any], flame: Dict[str, Any], bare: bool = False) -> Response:
+def _json_response(payload: Dict[str, Any], flame_text: str, bare: bool = False) -> Response:
     """``payload`` plus ``"flame": flame`` as a JSON response (or the flame data
-    alone when ``bare``).  Flame data is serialised by ox_profile.web, whose
-    call trees may come already encoded."""
-    flame_text = web.dumps_for_script(flame)
+    alone when ``bare``), ``flame_text`` being the flame data serialised by
+    ox_profile.web (whose call trees come already encoded)."""
     if bare:
         body = flame_text
     else:
         head = json.dumps(web.json_safe(payload), separators=(",", ":"))
         body = head[:-1] + ("," if payload else "") + '"flame":' + flame_text + "}"
     return current_app.response_class(body, mimetype="application/json")
+
+
+#: Page builds: one at a time, the last few kept (see pagedata).
+_PAGES = pagedata.BuildGate()
+#: Downloads: one at a time, never cut, never kept.
+_DOWNLOADS = pagedata.BuildGate(entries=0)
+
+
+def _data_version() -> Tuple[Any, ...]:
+    """What a kept page was built from: resets, the profiler, and (last) how
+    many samples it had."""
+    launcher = OX_PROF_BP.launcher
+    return (OX_PROF_BP.generation, id(launcher), int(launcher.profiler.stats().get("total_hits") or 0))
+
+
+def _build_page(sel: Selection) -> pagedata.PageData:
+    profile, narrowed = _selected(sel)
+    top, matched = _top(narrowed, sel)
+    flame = web.flame_data(narrowed, title=_page_title(sel), budget=pagedata.PAGE_BUDGET)
+    threads, threads_omitted = pagedata.listed(
+        [t for t in profile.threads], lambda t: t.hits, pagedata.MAX_LISTED_THREADS,
+        keep=profile.threads[sel.thread] if sel.thread is not None else None)
+    label_hits = profile.label_hits()
+    endpoints, endpoints_omitted = pagedata.listed(
+        sorted(label_hits), lambda lab: label_hits[lab], pagedata.MAX_LISTED_ENDPOINTS, keep=sel.endpoint)
+    return pagedata.PageData(
+        stats=dict(narrowed.stats), top=top, matched=matched, total_functions=len(profile.functions),
+        total_samples=narrowed.total_samples, threads=threads, threads_omitted=threads_omitted,
+        endpoints=endpoints, endpoints_omitted=endpoints_omitted,
+        flame_text=web.dumps_for_script(flame), flame_meta=flame["meta"])
+
+
+def _page(sel: Selection) -> pagedata.PageData:
+    """The data of the selection's pages, built within bounds or reused."""
+    key = (sel.re_filter, sel.max_records, sel.thread, sel.endpoint)
+    return _PAGES.get(key, _data_version(), lambda: _build_page(sel))
+
+
+@OX_PROF_BP.errorhandler(pagedata.Busy)
+def _busy(exc: pagedata.Busy) -> Response:
+    if request.path.endswith(".json"):
+        response = jsonify({"error": str(exc)})
+    else:
+        response = current_app.make_response(render_template(
+            "ox_prof_err.html", title="Busy", error_msg=str(exc), help_text=""))
+    response.status_code = 503
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def _page_title(sel: Selection) -> str:
@@ -337,7 +478,7 @@ def _page_title(sel: Selection) -> str:
 @OX_PROF_BP.route("/index")
 def index() -> str:
     """Links to every page and action."""
-    commands = [(name, url_for("ox_profile." + name)) for name in (
+    commands = [(name, url_for("." + name)) for name in (
         "status", "pause", "unpause", "show_req_times")]
     return render_template("ox_prof_intro.html", commands=commands, state=_state(),
                            downloads=sorted(DOWNLOADS))
@@ -347,14 +488,12 @@ def index() -> str:
 def status() -> str:
     """Top functions, sampler statistics, controls and the flame graph."""
     sel = parse_selection()
-    profile, narrowed = _selected(sel)
-    top, matched = _top(narrowed, sel)
-    flame = web.dumps_for_script(web.flame_data(narrowed, title=_page_title(sel)))
+    page = _page(sel)
     return render_template(
-        "ox_prof_status.html", state=_state(), stats=narrowed.stats, sel=sel,
-        top=top, matched=matched, total_functions=len(profile.functions),
-        total_samples=narrowed.total_samples, threads=profile.threads,
-        endpoints=profile.labels, flame_json=flame, downloads=sorted(DOWNLOADS),
+        "ox_prof_status.html", state=_state(), stats=page.stats, sel=sel, page=page,
+        top=page.top, matched=page.matched, total_functions=page.total_functions,
+        total_samples=page.total_samples, threads=page.threads, endpoints=page.endpoints,
+        flame_json=page.flame_text, flame_meta=page.flame_meta, downloads=sorted(DOWNLOADS),
         min_interval=MIN_INTERVAL, max_interval=MAX_INTERVAL, max_max_records=MAX_MAX_RECORDS)
 
 
@@ -362,43 +501,46 @@ def status() -> str:
 def status_json() -> Response:
     """The status page's data for scripts."""
     sel = parse_selection()
-    profile, narrowed = _selected(sel)
-    top, matched = _top(narrowed, sel)
+    page = _page(sel)
     return _json_response({
         "state": _state(),
-        "stats": dict(narrowed.stats),
+        "stats": page.stats,
         "selection": {"re_filter": sel.re_filter, "max_records": sel.max_records,
                       "thread": sel.thread, "endpoint": sel.endpoint},
-        "total_samples": narrowed.total_samples,
-        "matched_functions": matched,
-        "top": [_top_json(s) for s in top],
+        "total_samples": page.total_samples,
+        "matched_functions": page.matched,
+        "top": [_top_json(s) for s in page.top],
         "threads": [{"index": t.index, "ident": t.ident, "native_id": t.native_id,
-                     "name": t.name, "hits": t.hits} for t in profile.threads],
-        "endpoints": profile.labels,
+                     "name": t.name, "hits": t.hits} for t in page.threads],
+        "threads_omitted": page.threads_omitted,
+        "endpoints": page.endpoints,
+        "endpoints_omitted": page.endpoints_omitted,
         "csrf_token": csrf_token(),
-    }, flame=web.flame_data(narrowed, title=_page_title(sel)))
+    }, flame_text=page.flame_text)
 
 
 @OX_PROF_BP.route("/flame.json")
 def flame_json() -> Response:
-    """Flame data (docs/contract.md) of the selection."""
+    """Flame data (docs/contract.md) of the selection, within the page budget."""
     sel = parse_selection()
-    _profile, narrowed = _selected(sel)
-    return _json_response({}, flame=web.flame_data(narrowed, title=_page_title(sel)), bare=True)
+    return _json_response({}, flame_text=_page(sel).flame_text, bare=True)
 
 
 @OX_PROF_BP.route("/download/<fmt>")
 def download(fmt: str) -> Response:
-    """The selected profile as a file."""
+    """The selected profile as a file: every sample, whatever its size."""
     if fmt not in DOWNLOADS:
         raise BadParameter("unknown download format %s; choose one of: %s."
                            % (_echo(fmt), ", ".join(sorted(DOWNLOADS))))
     sel = parse_selection()
-    _profile, narrowed = _selected(sel)
     export_fmt, mimetype, filename = DOWNLOADS[fmt]
     from ox_profile import export
-    body = export.render(narrowed, export_fmt)
-    response = current_app.response_class(body, mimetype=mimetype)
+
+    def build() -> bytes:
+        _profile, narrowed = _selected(sel)
+        return export.render_bytes(narrowed, export_fmt)
+
+    response = current_app.response_class(_DOWNLOADS.run(build), mimetype=mimetype)
     response.headers["Content-Disposition"] = "attachment; filename=%s" % filename
     return response
 
@@ -420,7 +562,7 @@ def _done(*messages: str) -> Any:
     if request.method == "POST":
         for message in messages:
             flash(message, "ox_profile")
-        return redirect(url_for("ox_profile.status"), code=303)
+        return redirect(url_for(".status"), code=303)
     return render_template("ox_prof_msg.html", messages=messages, state=_state())
 
 
@@ -441,6 +583,7 @@ def unpause() -> Any:
 def reset() -> Any:
     """Forget samples and request timings."""
     OX_PROF_BP.reset()
+    _PAGES.clear()
     return _done("samples and request timings cleared")
 
 
@@ -466,4 +609,4 @@ def show_req_times() -> Any:
         response.headers["Content-Disposition"] = "attachment; filename=ox_profile_requests.csv"
         return response
     return render_template("ox_prof_rinfo.html", rinfo=summaries,
-                           csv_url=url_for("ox_profile.show_req_times", as_csv=1))
+                           csv_url=url_for(".show_req_times", as_csv=1))
