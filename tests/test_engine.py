@@ -247,7 +247,8 @@ def test_fork_rearms_the_profiler_as_the_parent_left_it(before_fork: str) -> Non
     assert child["paused"] is (not running)
     if before_fork in ("stopped", "not re-armed"):
         # Not restarted: the child keeps a copy of what the parent had.
-        assert child["samples_at_fork"] == child["parent_before"] > 0
+        # (the parent may sample between its count and the fork)
+        assert child["samples_at_fork"] >= child["parent_before"] > 0
         assert child["samples_later"] == child["samples_at_fork"]
     else:
         assert child["samples_at_fork"] == 0
