@@ -4,9 +4,10 @@ Run it with Flask's server::
 
     .venv/bin/python examples/flask_app.py            # http://127.0.0.1:5000/
 
-or under gunicorn (one process, so one profiler; threads serve requests)::
+or under gunicorn, with several worker processes (each samples itself; any
+worker's page shows them all, and the buttons act on all of them)::
 
-    .venv/bin/gunicorn -w 1 --threads 4 -b 127.0.0.1:5000 examples.flask_app:app
+    .venv/bin/gunicorn -w 4 --threads 4 -b 127.0.0.1:5000 examples.flask_app:app
 
 Log in as ``admin``/``admin`` (allowed to use the profiler) or
 ``guest``/``guest`` (logged in, but not allowed), open
@@ -16,9 +17,12 @@ http://127.0.0.1:5000/ox_profile/status, press "Unpause", load /slow_cpu,
 Environment: ``PORT`` (default 5000), ``OX_DEMO_PROFILER=0`` leaves the
 blueprint out (the load benchmark's baseline), ``OX_DEMO_MODE=cpu`` samples
 only threads that ran (default ``wall``: every thread), ``OX_DEMO_ALWAYS_TIME=1``
-times requests while paused too, ``OX_DEMO_SECRET``
-sets the session key (random by default, so sessions last as long as the
-process).
+times requests while paused too, ``OX_DEMO_UNPAUSE=1`` unpauses the
+profiler when the app is created (in gunicorn's master with ``--preload``),
+``OX_DEMO_SECRET`` sets the session key.  Without it the key is random, made
+once per server and kept in the server's private ox_profile directory, so
+every worker process accepts the same login (a key drawn by each worker
+would log you out whenever another worker answers).
 """
 
 from __future__ import annotations
@@ -112,6 +116,37 @@ LOGIN = """<!doctype html><html><head><meta charset="utf-8"><title>Log in</title
 </form></body></html>"""
 
 
+def server_secret() -> str:
+    """A random session key shared by every process of this server: read
+    from, or created in, the server's private ox_profile directory (0700; the
+    file is 0600, created exclusively, never through a symbolic link).  A
+    key of this process alone when that directory cannot be used."""
+    from ox_profile.shared import SharingUnavailable, open_server_dir, server_of
+    try:
+        shared = open_server_dir(None, server_of())
+    except SharingUnavailable:
+        return secrets.token_hex(32)
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open("demo-secret", flags, 0o600, dir_fd=shared.fd)
+        except FileExistsError:
+            for _ in range(50):  # another worker may be writing it right now
+                fd = os.open("demo-secret", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=shared.fd)
+                with os.fdopen(fd) as fh:
+                    key = fh.read().strip()
+                if len(key) == 64:
+                    return key
+                time.sleep(0.02)
+            return secrets.token_hex(32)
+        key = secrets.token_hex(32)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        return key
+    finally:
+        shared.close()
+
+
 def _safe_next(target: Optional[str]) -> str:
     """Only local paths are followed after logging in."""
     if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
@@ -122,7 +157,7 @@ def _safe_next(target: Optional[str]) -> str:
 def create_app(profiler: bool = True) -> Flask:
     """The demo app; ``profiler=False`` leaves the ox_profile blueprint out."""
     app = Flask(__name__)
-    app.config["SECRET_KEY"] = os.environ.get("OX_DEMO_SECRET") or secrets.token_hex(32)
+    app.config["SECRET_KEY"] = os.environ.get("OX_DEMO_SECRET") or server_secret()
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
 
     login_manager = LoginManager(app)
@@ -183,9 +218,16 @@ def create_app(profiler: bool = True) -> Flask:
             OX_PROF_BP.launcher_options["mode"] = os.environ["OX_DEMO_MODE"]
         if os.environ.get("OX_DEMO_ALWAYS_TIME") == "1":
             OX_PROF_BP.always_time_requests = True
+        if os.environ.get("OX_DEMO_UNPAUSE") == "1":
+            OX_PROF_BP.unpause()
 
     start_background_thread()
     return app
+
+
+# Threads do not survive a fork: a worker forked from a master that created
+# the app (gunicorn --preload) starts its own background thread.
+os.register_at_fork(after_in_child=lambda: _background is not None and start_background_thread())
 
 
 app = create_app(profiler=os.environ.get("OX_DEMO_PROFILER", "1") != "0")

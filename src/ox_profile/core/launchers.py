@@ -88,7 +88,7 @@ class SimpleLauncher:
         """Start the sampler thread, paused."""
         with self._lock:
             self._check_usable("start")
-            if self._started:
+            if self._started and self.profiler.is_alive:
                 raise RuntimeError("threads can only be started once")
             self.profiler.start_paused()
             self._started = True

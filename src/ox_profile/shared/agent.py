@@ -59,6 +59,9 @@ class ShareSource(Protocol):
         """Make this process follow ``settings``; ``reset``: forget its data
         (samples and timings) first."""
 
+    # Optional: share_after_fork_in_child(), called in a forked child before
+    # the child's share starts (forget what was copied from the parent).
+
 
 def flatten_stats(stats: Dict[str, Any]) -> Dict[str, Any]:
     """``stats`` as "stats.<key>" metadata (one level of dicts flattened)."""
@@ -300,6 +303,9 @@ class ProcessShare:
         self._thread = None
         running = not self._stop
         self._reset_identity()
+        hook = getattr(self._source, "share_after_fork_in_child", None)
+        if hook is not None:
+            hook()
         if running:
             self.start()
 

@@ -114,5 +114,6 @@ def merged_view(share: ProcessShare, own: Optional[Profile], own_stats: Dict[str
         timings.append(file_timings or [])
     stats = _merge_stats(own_stats, per_process)
     stats["shared_skipped"] = len(skipped)
+    stats["shared_skipped_files"] = [[name, why] for name, why in skipped[:20]]
     profile = Profile(snapshot, stats, processes=processes)
     return MergedView(profile, timings, list(skipped))

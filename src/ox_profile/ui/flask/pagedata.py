@@ -62,6 +62,11 @@ class PageData:
     endpoints_omitted: int
     flame_text: str                # flame data, JSON safe inside <script>
     flame_meta: Dict[str, Any]     # its "meta": what the flame graph left out
+    # Several processes (a pre-fork server's workers) merged:
+    processes: List[Any] = dataclasses.field(default_factory=list)  # ProcessInfo
+    thread_values: Dict[int, str] = dataclasses.field(default_factory=dict)  # index -> "pid:native id"
+    selected_thread: Optional[int] = None
+    skipped: List[Any] = dataclasses.field(default_factory=list)  # [file, why] not merged
 
 
 @dataclasses.dataclass

@@ -35,8 +35,10 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import json
+import os
 import re
 import secrets
+import time
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlencode, urlsplit
 
@@ -259,7 +261,7 @@ def url_with_query(view: str, query: Optional[Dict[str, Any]] = None, **values: 
 @OX_PROF_BP.context_processor
 def _template_context() -> Dict[str, Any]:
     return {"oxp_csrf_token": csrf_token, "oxp_nonce": _nonce,
-            "oxp_csrf_field": _CSRF_FIELD, "oxp_url": url_with_query}
+            "oxp_csrf_field": _CSRF_FIELD, "oxp_url": url_with_query, "oxp_pid": os.getpid()}
 
 
 # -- parameters ----------------------------------------------------------------
@@ -302,13 +304,25 @@ def parse_flag(name: str, raw: Optional[str]) -> bool:
 
 @dataclasses.dataclass
 class Selection:
-    """What part of the profile a page shows."""
+    """What part of the profile a page shows.  ``thread`` is a number from
+    the page's list or, stable across the workers of a server whose pages
+    merge several processes, ``"<pid>:<native thread id>"``; ``process`` a
+    pid of the server's list."""
 
     re_filter: str = ""
     max_records: int = DEFAULT_MAX_RECORDS
     thread: Optional[int] = None
     endpoint: Optional[str] = None
     matcher: Optional[SafeFilter] = None
+    thread_key: Optional[Tuple[int, int]] = None
+    process: Optional[int] = None
+
+    @property
+    def thread_param(self) -> Optional[str]:
+        """The ``thread`` argument as given."""
+        if self.thread_key is not None:
+            return "%d:%d" % self.thread_key
+        return None if self.thread is None else str(self.thread)
 
     def query(self, **extra: Any) -> Dict[str, Any]:
         """The query arguments that reproduce this selection."""
@@ -317,12 +331,17 @@ class Selection:
             args["re_filter"] = self.re_filter
         if self.max_records != DEFAULT_MAX_RECORDS:
             args["max_records"] = self.max_records
-        if self.thread is not None:
-            args["thread"] = self.thread
+        if self.thread_param is not None:
+            args["thread"] = self.thread_param
         if self.endpoint is not None:
             args["endpoint"] = self.endpoint
+        if self.process is not None:
+            args["process"] = self.process
         args.update(extra)
         return args
+
+
+_THREAD_KEY_RE = re.compile(r"\s*([0-9]{1,10}):([0-9]{1,20})\s*\Z")
 
 
 def parse_selection() -> Selection:
@@ -340,14 +359,24 @@ def parse_selection() -> Selection:
         sel.re_filter = re_filter
     thread = args.get("thread", "")
     if thread:
-        if not _INT_RE.match(thread):
-            raise BadParameter("thread must be a thread number from the list, not %s." % _echo(thread))
-        sel.thread = int(thread)
+        key = _THREAD_KEY_RE.match(thread)
+        if key is not None:
+            sel.thread_key = (int(key.group(1)), int(key.group(2)))
+        elif _INT_RE.match(thread):
+            sel.thread = int(thread)
+        else:
+            raise BadParameter("thread must be a thread number from the list (or PID:THREAD_ID), not %s."
+                               % _echo(thread))
     endpoint = args.get("endpoint", "")
     if endpoint:
         if len(endpoint) > MAX_ENDPOINT_LENGTH:
             raise BadParameter("endpoint must be at most %d characters long." % MAX_ENDPOINT_LENGTH)
         sel.endpoint = endpoint
+    process = args.get("process", "")
+    if process:
+        if not _INT_RE.match(process):
+            raise BadParameter("process must be a process id (pid) from the list, not %s." % _echo(process))
+        sel.process = int(process)
     return sel
 
 
@@ -363,19 +392,60 @@ def _state() -> Dict[str, Any]:
         "paused": paused,
         "started": bp.started,
         "interval": float(stats.get("interval") or 0.0),
+        "pid": os.getpid(),
     }
 
 
+def _shared_info() -> Dict[str, Any]:
+    """How this process shares with the server's others (for pages and JSON)."""
+    sharing = OX_PROF_BP.sharing
+    share = sharing.share
+    if share is None:
+        return {"enabled": False, "error": sharing.error}
+    return {"enabled": True, "directory": share.shared.path, "publish_interval": share.publish_interval,
+            "publish_errors": share.publish_errors, "last_error": share.last_error}
+
+
+def _process_json(info: Any) -> Dict[str, Any]:
+    stats = info.stats
+    return {"pid": info.pid, "state": info.state, "samples": info.samples, "current": info.current,
+            "rate_hz": stats.get("rate_hz"), "backend": stats.get("backend"), "mode": stats.get("mode"),
+            "interval": stats.get("interval"), "stats_samples": stats.get("samples"),
+            "updated": info.updated, "command": info.command}
+
+
+def _thread_key(profile: Any, thread: Any) -> Optional[Tuple[int, int]]:
+    """(pid, native id) of a thread of a merged profile."""
+    if 0 <= thread.process < len(profile.processes):
+        return profile.processes[thread.process].pid, thread.native_id
+    return None
+
+
 def _selected(sel: Selection) -> Tuple[Any, Any]:
-    """(whole profile, profile narrowed to the selection)."""
-    profile = OX_PROF_BP.launcher.snapshot()
+    """(whole profile, profile narrowed to the selection).  When the
+    blueprint shares with the server's other processes, the whole profile
+    is theirs merged; ``sel.thread`` is set to the selected thread's number."""
+    view = OX_PROF_BP.merged()
+    profile = view.profile if view is not None else OX_PROF_BP.launcher.snapshot()
+    if sel.thread_key is not None:
+        found = [t.index for t in profile.threads if _thread_key(profile, t) == sel.thread_key]
+        if not found:
+            raise BadParameter("thread %d:%d is not one of the threads sampled." % sel.thread_key)
+        sel.thread = found[0]
     if sel.thread is not None:
         if not 0 <= sel.thread < len(profile.threads):
             raise BadParameter("thread %d is not one of the %d threads sampled."
                                % (sel.thread, len(profile.threads)))
-    if sel.thread is None and sel.endpoint is None:
+    if sel.process is not None and profile.process(sel.process) is None:
+        raise BadParameter("process %d is not one of the %d processes of this server%s."
+                           % (sel.process, len(profile.processes),
+                              "" if view is not None else " (sharing between processes is off)"))
+    if sel.thread is None and sel.endpoint is None and sel.process is None:
         return profile, profile
     narrowed = profile if sel.thread is None else profile.thread_profile(sel.thread)
+    if sel.process is not None:
+        narrowed = narrowed.filter(processes=[sel.process])
+        narrowed.stats = dict(profile.process(sel.process).stats)
     if sel.endpoint is not None:
         narrowed = narrowed.filter(labels=[sel.endpoint])
     return profile, narrowed
@@ -424,7 +494,8 @@ def _data_version() -> Tuple[Any, ...]:
     """What a kept page was built from: resets, the profiler, and (last) how
     many samples it had."""
     launcher = OX_PROF_BP.launcher
-    return (OX_PROF_BP.generation, id(launcher), int(launcher.profiler.stats().get("total_hits") or 0))
+    return (OX_PROF_BP.generation, id(launcher), OX_PROF_BP.sharing.version(),
+            int(launcher.profiler.stats().get("total_hits") or 0))
 
 
 def _build_page(sel: Selection) -> pagedata.PageData:
@@ -437,16 +508,21 @@ def _build_page(sel: Selection) -> pagedata.PageData:
     label_hits = profile.label_hits()
     endpoints, endpoints_omitted = pagedata.listed(
         sorted(label_hits), lambda lab: label_hits[lab], pagedata.MAX_LISTED_ENDPOINTS, keep=sel.endpoint)
+    merged = len(profile.processes) > 1
+    thread_values = {t.index: "%d:%d" % _thread_key(profile, t) for t in threads
+                     if merged and _thread_key(profile, t) is not None}
     return pagedata.PageData(
         stats=dict(narrowed.stats), top=top, matched=matched, total_functions=len(profile.functions),
         total_samples=narrowed.total_samples, threads=threads, threads_omitted=threads_omitted,
         endpoints=endpoints, endpoints_omitted=endpoints_omitted,
-        flame_text=web.dumps_for_script(flame), flame_meta=flame["meta"])
+        flame_text=web.dumps_for_script(flame), flame_meta=flame["meta"],
+        processes=list(profile.processes), thread_values=thread_values, selected_thread=sel.thread,
+        skipped=list(profile.stats.get("shared_skipped_files") or ()))
 
 
 def _page(sel: Selection) -> pagedata.PageData:
     """The data of the selection's pages, built within bounds or reused."""
-    key = (sel.re_filter, sel.max_records, sel.thread, sel.endpoint)
+    key = (sel.re_filter, sel.max_records, sel.thread, sel.thread_key, sel.endpoint, sel.process)
     return _PAGES.get(key, _data_version(), lambda: _build_page(sel))
 
 
@@ -466,8 +542,10 @@ def _page_title(sel: Selection) -> str:
     parts = ["ox_profile"]
     if sel.endpoint is not None:
         parts.append("endpoint " + sel.endpoint)
-    if sel.thread is not None:
-        parts.append("thread %d" % sel.thread)
+    if sel.thread_param is not None:
+        parts.append("thread %s" % sel.thread_param)
+    if sel.process is not None:
+        parts.append("pid %d" % sel.process)
     return " - ".join(parts)
 
 
@@ -491,6 +569,7 @@ def status() -> str:
     page = _page(sel)
     return render_template(
         "ox_prof_status.html", state=_state(), stats=page.stats, sel=sel, page=page,
+        shared=_shared_info(), now=time.time(),
         top=page.top, matched=page.matched, total_functions=page.total_functions,
         total_samples=page.total_samples, threads=page.threads, endpoints=page.endpoints,
         flame_json=page.flame_text, flame_meta=page.flame_meta, downloads=sorted(DOWNLOADS),
@@ -506,15 +585,20 @@ def status_json() -> Response:
         "state": _state(),
         "stats": page.stats,
         "selection": {"re_filter": sel.re_filter, "max_records": sel.max_records,
-                      "thread": sel.thread, "endpoint": sel.endpoint},
+                      "thread": sel.thread, "endpoint": sel.endpoint, "process": sel.process},
         "total_samples": page.total_samples,
         "matched_functions": page.matched,
         "top": [_top_json(s) for s in page.top],
         "threads": [{"index": t.index, "ident": t.ident, "native_id": t.native_id,
-                     "name": t.name, "hits": t.hits} for t in page.threads],
+                     "name": t.name, "hits": t.hits, "key": page.thread_values.get(t.index),
+                     "pid": page.processes[t.process].pid if 0 <= t.process < len(page.processes) else None}
+                    for t in page.threads],
         "threads_omitted": page.threads_omitted,
         "endpoints": page.endpoints,
         "endpoints_omitted": page.endpoints_omitted,
+        "answered_by": os.getpid(),
+        "processes": [_process_json(p) for p in page.processes],
+        "shared": dict(_shared_info(), skipped=page.skipped),
         "csrf_token": csrf_token(),
     }, flame_text=page.flame_text)
 
@@ -603,10 +687,14 @@ def set_interval() -> Any:
 def show_req_times() -> Any:
     """Per-endpoint request timing; ``as_csv=1`` downloads it as CSV."""
     as_csv = parse_flag("as_csv", request.args.get("as_csv"))
-    summaries = OX_PROF_BP.request_summaries()
+    process = request.args.get("process", "")
+    if process and not _INT_RE.match(process):
+        raise BadParameter("process must be a process id (pid) from the list, not %s." % _echo(process))
+    summaries = OX_PROF_BP.request_summaries(int(process) if process else None)
     if as_csv:
         response = current_app.response_class(summaries_csv(summaries), mimetype="text/csv")
         response.headers["Content-Disposition"] = "attachment; filename=ox_profile_requests.csv"
         return response
-    return render_template("ox_prof_rinfo.html", rinfo=summaries,
-                           csv_url=url_for(".show_req_times", as_csv=1))
+    return render_template("ox_prof_rinfo.html", rinfo=summaries, answered_by=os.getpid(),
+                           shared=_shared_info(), process=int(process) if process else None,
+                           csv_url=url_with_query(".show_req_times", {"as_csv": 1, "process": process or None}))
