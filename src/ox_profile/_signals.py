@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import weakref
 from typing import Any, Callable, Dict, Iterator, Optional, Union
 
 __all__ = ["ENDING", "ProgramEnd", "Interrupted", "Signals", "signal_name"]
@@ -78,9 +80,11 @@ class Signals:
             pass
 
     def catch(self) -> "Signals":
-        """Take over the ending signals still at their default action."""
+        """Take over the ending signals still at their default action (in
+        this process only: a child it forks gets the program's handlers back)."""
         for signum in ENDING:
             self._take(signum, signal.SIG_DFL)
+        _active.add(self)
         return self
 
     def ending(self) -> None:
@@ -105,3 +109,19 @@ class Signals:
             except (ValueError, OSError, TypeError):
                 pass
         self._previous.clear()
+        _active.discard(self)
+
+
+# The Signals that have taken over handlers in this process.  A child the
+# program forks (multiprocessing, os.fork) is not ox-profile: it gets the
+# program's own handlers back, so that it ends, and reports its exit status,
+# as it would without ox-profile.
+_active: "weakref.WeakSet[Signals]" = weakref.WeakSet()
+
+
+def _restore_in_child() -> None:
+    for handlers in list(_active):
+        handlers.restore()
+
+
+os.register_at_fork(after_in_child=_restore_in_child)

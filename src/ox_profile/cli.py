@@ -81,6 +81,7 @@ class RunConfig:
     script: Optional[str] = None  # absolute path, or None with a module
     module: Optional[str] = None
     args: List[str] = dataclasses.field(default_factory=list)
+    subprocesses: bool = False  # profile the Python child processes too
 
     @property
     def target_name(self) -> str:
@@ -112,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stack capture: nogil (GIL-free, CPython 3.11), gil (portable), auto (default)")
     run.add_argument("--max-memory", metavar="MiB", default=None,
                      help="memory cap of the sample database, in MiB")
+    run.add_argument("--subprocesses", action="store_true",
+                     help="profile the program's Python child processes too (multiprocessing with fork, "
+                          "spawn or forkserver; Python programs started with subprocess): one profile, "
+                          "each process's threads labelled with its pid")
     run.add_argument("-m", dest="module", metavar="MODULE",
                      help="run a library module as a script (the rest are its arguments)")
     return parser
@@ -246,7 +251,8 @@ def parse_run(args: Sequence[str]) -> RunConfig:
         _check_output(output)
     config = RunConfig(interval=interval, mode=ns.mode,
                        backend=None if ns.backend == "auto" else ns.backend,
-                       max_memory=max_memory, output=output, fmt=fmt, args=prog_args)
+                       max_memory=max_memory, output=output, fmt=fmt, args=prog_args,
+                       subprocesses=ns.subprocesses)
     if ns.module is not None:
         config.module = ns.module
     else:
@@ -530,6 +536,14 @@ def _run(config: RunConfig, profiler_factory: Any) -> int:
             status.stop()
         raise
     signals = Signals().catch()
+    child_run = None
+    if config.subprocesses:
+        from ox_profile.shared import children
+        child_run = children.prepare(profiler, dict(kwargs))
+    else:
+        # Children are not followed: a forked one needs no sampler.
+        profiler.rearm_after_fork = False
+    children_cpu = _children_cpu()
     try:
         try:
             code = _run_program(config)
@@ -547,23 +561,53 @@ def _run(config: RunConfig, profiler_factory: Any) -> int:
         profiler.stop()
         if status is not None:
             status.stop()
+        if child_run is None:
+            _say_children_not_profiled(_children_cpu() - children_cpu)
         program_code = code
-        code = _report(profiler, config, launcher, stream, is_tty, status, signals, code)
+        code = _report(profiler, config, launcher, stream, is_tty, status, signals, code, child_run)
         if signals.late is not None and program_code == 0:
             code = 128 + signals.late  # stopped by a signal after all
         return code
     finally:
+        if child_run is not None and os.getpid() == pid:
+            child_run.close()
         signals.restore()
 
 
+#: Children using less CPU than this (seconds) are not worth a note.
+CHILDREN_CPU_NOTE = 0.05
+
+
+def _children_cpu() -> float:
+    """CPU seconds used by this process's children that have ended."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _say_children_not_profiled(seconds: float) -> None:
+    if seconds >= CHILDREN_CPU_NOTE:
+        say("ox_profile: child processes used %.2f s of CPU and are not in this profile; "
+            "add --subprocesses to profile the Python ones" % seconds)
+
+
 def _report(profiler: Any, config: RunConfig, launcher: str, stream: Any, is_tty: bool,
-            status: Optional[LiveStatus], signals: Signals, code: int) -> int:
+            status: Optional[LiveStatus], signals: Signals, code: int, child_run: Any = None) -> int:
     """Print the top table and write the profile; the exit status."""
     try:
         profile = profiler.snapshot()
     except Exception as exc:  # out of memory, most likely: nothing left to write
         say("%s: error: could not read the profile: %s: %s" % (PROG, type(exc).__name__, exc))
         return code if code != 0 else 1
+    if child_run is not None:
+        from ox_profile.shared import children
+        try:
+            profile, notes = children.merged_profile(child_run, profile)
+        except Exception as exc:  # keep the program's own profile rather than lose it
+            say("%s: warning: could not merge the child processes' profiles: %s" % (PROG, exc))
+        else:
+            for note in notes:
+                say("ox_profile: %s" % note)
     try:
         # The frames of ox_profile's command line and runpy sit under the
         # program's own <module>: leave them out of every output.
@@ -571,10 +615,10 @@ def _report(profiler: Any, config: RunConfig, launcher: str, stream: Any, is_tty
     except Exception as exc:  # keep the unstripped profile rather than lose it
         say("%s: warning: could not trim the launcher's frames: %s" % (PROG, exc))
     if status is not None and status.ident is not None:
-        own = [t.index for t in profile.threads if t.ident == status.ident]
+        # The status thread is this process's (process 0 of a merged profile).
+        own = [t.index for t in profile.threads if t.ident == status.ident and t.process <= 0]
         if own:
-            profile = profile.filter(threads=[t.index for t in profile.threads
-                                              if t.ident != status.ident])
+            profile = profile.filter(threads=[t.index for t in profile.threads if t.index not in own])
     try:
         table = export.render(profile, "text", limit=TOP_LIMIT, color=is_tty,
                               exclude=_wrapper_frames(launcher))

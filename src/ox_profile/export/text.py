@@ -84,6 +84,27 @@ def header_lines(profile: "Profile", color: bool = False) -> List[str]:
     if overflow:
         lines.append(_paint("warning: %d samples over the memory cap were counted without "
                             "their stacks" % overflow, _YELLOW, color))
+    lines.extend(process_lines(profile, color))
+    return lines
+
+
+#: Processes listed in the header of a merged profile.
+MAX_PROCESS_LINES = 12
+
+
+def process_lines(profile: "Profile", color: bool = False) -> List[str]:
+    """For a profile merged from several processes: one line per process
+    (pid, samples, state, command line), the most sampled first."""
+    procs = list(getattr(profile, "processes", ()) or ())
+    if len(procs) < 2:
+        return []
+    lines = [_paint("%d processes (thread names end with their pid):" % len(procs), _BOLD, color)]
+    procs.sort(key=lambda p: (not p.current, -p.samples, p.pid))
+    for proc in procs[:MAX_PROCESS_LINES]:
+        lines.append("  pid %-7d %9d samples  %-8s %s" % (proc.pid, proc.samples, proc.state,
+                                                           visible(proc.command)[:120]))
+    if len(procs) > MAX_PROCESS_LINES:
+        lines.append(_paint("  ... %d more processes" % (len(procs) - MAX_PROCESS_LINES), _DIM, color))
     return lines
 
 

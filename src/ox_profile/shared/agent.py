@@ -176,6 +176,12 @@ class ProcessShare:
             self.final = True
             self.publish(force=True)
 
+    def close(self) -> None:
+        """Stop for good without publishing again (the directory may be gone)."""
+        self._stop = True
+        self.final = True
+        _live_shares.discard(self)
+
     # -- settings ----------------------------------------------------------
 
     def poll_control(self) -> Optional[Control]:
