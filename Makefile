@@ -79,7 +79,7 @@ test-asan: $(VENV)/.stamp
 	cd build/asan && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  PYTHONPATH=$$PWD OXP_EXPECT_ENGINE=$$PWD/ox_profile OXP_UNDER_ASAN=1 ../../$(VPY) -m pytest -q -p no:cacheprovider --timeout=600 \
-	  -rs ../../tests/test_stress.py ../../tests/test_engine.py ../../tests/test_saferead.py
+	  -rs ../../tests/test_stress.py ../../tests/test_engine.py ../../tests/test_saferead.py ../../tests/test_share_format.py
 
 valgrind: build
 	OX_PROFILE_READER=vm $(VPY) tools/valgrind_check.py -- $(VPY) tests/stress_program.py --seconds 2 --interval 0.001

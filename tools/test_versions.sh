@@ -12,7 +12,8 @@ MAIN_PY=${MAIN_PY:-.venv/bin/python}
 PIP_FLAGS="--disable-pip-version-check -q"
 SUITES=(tests/test_engine.py tests/test_seed_compat.py tests/test_stress.py tests/test_linetable.py
         tests/test_generators.py tests/test_layout.py tests/test_saferead.py tests/test_caveats.py
-        tests/test_idle.py tests/test_task_labels.py tests/test_cli.py)
+        tests/test_idle.py tests/test_task_labels.py tests/test_cli.py tests/test_share_format.py
+        tests/test_shared.py tests/test_cli_subprocesses.py)
 main=$("$MAIN_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 status=0
 summary=()
@@ -53,7 +54,7 @@ for v in "$@"; do
     fi
   fi
   echo "== CPython $v: AddressSanitizer stress"
-  if ! tools/asan_stress.sh "$py"; then
+  if ! tools/asan_stress.sh "$py" tests/test_stress.py tests/test_share_format.py; then
     summary+=("$label: AddressSanitizer stress FAILED")
     status=1
     continue
