@@ -104,6 +104,11 @@ int oxp_capture_gil_now(oxp_sampler_t *s, oxp_db_t *db, oxp_codecache_t *cache, 
         if (t == skip) {
             continue;
         }
+        const uint64_t native_id = oxp_native_alias((uint64_t)t->native_thread_id);
+        if (s != NULL && !oxp_sampler_thread_here(s, native_id, tick)) {
+            s->stats.gone_skipped++;
+            continue;
+        }
         PyFrameObject *frame = PyThreadState_GetFrame(t); /* new reference or NULL */
         if (frame == NULL) {
             if (PyErr_Occurred()) {
@@ -113,7 +118,7 @@ int oxp_capture_gil_now(oxp_sampler_t *s, oxp_db_t *db, oxp_codecache_t *cache, 
         }
         uint64_t cpu_ns = 0;
         if (s != NULL && s->mode == OXP_MODE_CPU) {
-            cpu_ns = oxp_sampler_cpu_delta(s, t->native_thread_id, tick);
+            cpu_ns = oxp_sampler_cpu_delta(s, native_id, tick);
             if (cpu_ns == 0) {
                 s->stats.idle_skipped++;
                 Py_DECREF(frame);
@@ -166,7 +171,12 @@ int oxp_capture_gil_now(oxp_sampler_t *s, oxp_db_t *db, oxp_codecache_t *cache, 
         size_t label_len = oxp_labels_of((uint64_t)t->thread_id, (uintptr_t)t->context, label);
         oxp_sample_info_t info = {0, 0, cpu_ns};
         if (s != NULL && s->mode == OXP_MODE_WALL) {
-            info.idle = !oxp_sampler_ran(s, (uint64_t)t->native_thread_id, tick, 0);
+            int ran = oxp_sampler_ran(s, native_id, tick, 0);
+            if (ran < 0) {
+                s->stats.gone_skipped++;
+                continue;
+            }
+            info.idle = !ran;
         }
         if (over) {
             oxp_db_add_overflow(db, &info);
@@ -178,7 +188,7 @@ int oxp_capture_gil_now(oxp_sampler_t *s, oxp_db_t *db, oxp_codecache_t *cache, 
         if (s != NULL && seen > OXP_MAX_DEPTH) {
             s->stats.truncated++;
         }
-        oxp_sampler_record_unlocked(s, db, (uint64_t)t->thread_id, (uint64_t)t->native_thread_id, label,
+        oxp_sampler_record_unlocked(s, db, (uint64_t)t->thread_id, native_id, label,
                                     label_len, frames, depth, &info);
     }
     pthread_mutex_unlock(&db->lock);

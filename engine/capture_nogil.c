@@ -152,6 +152,7 @@ static void decode_thread(oxp_nogil_t *st, int i)
 {
     oxp_threadwalk_t *tw = &st->threads[i];
     oxp_layout_thread(st->tstates + (size_t)i * OXP_TSTATE_SIZE, tw->addr, &tw->t);
+    tw->t.native_id = oxp_native_alias(tw->t.native_id);
 }
 
 /* Copies the list head and the thread states at last tick's addresses in
@@ -385,6 +386,10 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
         tw->memo = -1;
         tw->why = OXP_DROP_INVALID;
         tw->status = tw->t.ident == 0 ? OXP_WALK_NONE : OXP_WALK_FRAMES;
+        if (tw->status == OXP_WALK_FRAMES && !oxp_sampler_thread_here(s, tw->t.native_id, tick)) {
+            tw->status = OXP_WALK_GONE;
+            continue;
+        }
         if (tw->status == OXP_WALK_FRAMES && s->mode == OXP_MODE_CPU) {
             tw->cpu_ns = oxp_sampler_cpu_delta(s, tw->t.native_id, tick);
             if (tw->cpu_ns == 0) {
@@ -415,7 +420,12 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
         tw->memo = tw->truncated ? -1 : oxp_nogil_memo_find(st, tw->t.native_id, tw->hash, &changed);
         if (s->mode == OXP_MODE_WALL) {
             /* It ran if it holds the GIL or its frames moved; else its clock says. */
-            tw->idle = !oxp_sampler_ran(s, tw->t.native_id, tick, tw->addr == holder || changed);
+            int ran = oxp_sampler_ran(s, tw->t.native_id, tick, tw->addr == holder || changed);
+            if (ran < 0) {
+                tw->status = OXP_WALK_GONE;
+                continue;
+            }
+            tw->idle = !ran;
         }
         if (tw->memo >= 0) {
             tw->status = OXP_WALK_MEMO; /* unchanged: its frames need no header reads */
@@ -439,6 +449,10 @@ void oxp_capture_nogil_tick(oxp_sampler_t *s, uint64_t tick)
         }
         if (tw->status == OXP_WALK_IDLE) {
             s->stats.idle_skipped++;
+            continue;
+        }
+        if (tw->status == OXP_WALK_GONE) {
+            s->stats.gone_skipped++;
             continue;
         }
         if (tw->status == OXP_WALK_FAILED) {

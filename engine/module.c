@@ -518,7 +518,7 @@ static PyObject *Sampler_stats(SamplerObject *self, PyObject *unused)
     const char *reader = self->s.backend == OXP_BACKEND_NOGIL ? oxp_saferead_name(guarded) : "C API";
     return Py_BuildValue(
         "{s:s,s:s,s:s,s:s,s:d,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:d,s:d,s:d,s:d,s:d,s:N,s:K,s:n,s:n,s:K,s:d,s:d,s:O,s:O,"
-        "s:O,s:K,s:K,s:K,s:d,s:K,s:d,s:d,s:K,s:K,s:K}",
+        "s:O,s:K,s:K,s:K,s:d,s:K,s:d,s:d,s:K,s:K,s:K,s:K}",
         "mode", self->s.mode == OXP_MODE_CPU ? "cpu" : "wall", "backend",
         self->s.backend == OXP_BACKEND_NOGIL ? "nogil" : "gil", "backend_note",
         self->backend_note ? self->backend_note : "", "reader", reader, "interval", (double)interval_ns / 1e9,
@@ -537,7 +537,7 @@ static PyObject *Sampler_stats(SamplerObject *self, PyObject *unused)
         (unsigned long long)st.memo_hits, "sampler_cpu_s", (double)st.thread_cpu_ns / 1e9, "sampler_cpu_percent",
         span > 0 ? 100.0 * (double)st.thread_cpu_ns / 1e9 / span : 0.0, "read_faults",
         (unsigned long long)oxp_saferead_faults(), "own_skipped", (unsigned long long)st.own_skipped,
-        "idle_samples", (unsigned long long)st.idle_samples);
+        "gone_skipped", (unsigned long long)st.gone_skipped, "idle_samples", (unsigned long long)st.idle_samples);
 }
 
 static PyObject *Sampler_reset_stats(SamplerObject *self, PyObject *unused)
@@ -645,6 +645,19 @@ static PyObject *engine_get_label(PyObject *module, PyObject *args, PyObject *kw
         Py_RETURN_NONE;
     }
     return PyUnicode_DecodeUTF8(buf, (Py_ssize_t)len, "replace");
+}
+
+/* _alias_native_id(stale, real): this thread's state carries a kernel id
+ * from before a fork (sampler.h, oxp_native_alias). */
+static PyObject *engine_alias_native_id(PyObject *module, PyObject *args)
+{
+    (void)module;
+    unsigned long long stale, real;
+    if (!PyArg_ParseTuple(args, "KK:_alias_native_id", &stale, &real)) {
+        return NULL;
+    }
+    oxp_native_alias_set(stale, real);
+    Py_RETURN_NONE;
 }
 
 static PyObject *engine_shutdown(PyObject *module, PyObject *unused)
@@ -776,6 +789,8 @@ static PyMethodDef engine_methods[] = {
     {"get_label", (PyCFunction)(void (*)(void))engine_get_label, METH_VARARGS | METH_KEYWORDS,
      "get_label(task=False): this thread's (or the current task's) label, or None."},
     {"_shutdown", engine_shutdown, METH_NOARGS, "Stop every sampler (registered with atexit)."},
+    {"_alias_native_id", engine_alias_native_id, METH_VARARGS,
+     "_alias_native_id(stale, real): a thread state keeps a kernel id from before a fork (after a fork made in C)."},
     {"nogil_available", engine_nogil_available, METH_NOARGS, "(available, reader or reason)."},
     {"_saferead", engine_saferead, METH_VARARGS, "_saferead(address, n) -> bytes or None (test helper)."},
     {"_read_faults", engine_saferead_faults, METH_NOARGS, "Faults caught by the direct reader (process-wide)."},

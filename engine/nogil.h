@@ -46,7 +46,8 @@ typedef enum {
     OXP_WALK_IDLE,     /* cpu mode: no CPU used since the last tick */
     OXP_WALK_FRAMES,   /* raw frames [first, first + n) */
     OXP_WALK_MEMO,     /* the same frames as at its last sample: memo slot `memo` */
-    OXP_WALK_FAILED    /* `why` */
+    OXP_WALK_FAILED,   /* `why` */
+    OXP_WALK_GONE      /* not a thread of this process (sampler.h, oxp_sampler_thread_here) */
 } oxp_walk_status_t;
 
 /* One thread of a tick. */

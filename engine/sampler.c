@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -510,6 +511,49 @@ static oxp_cpuclock_t *cpu_entry(oxp_sampler_t *s, uint64_t native_id, uint64_t 
     return slot;
 }
 
+/* stale -> real native ids (see sampler.h).  Written by Python (GIL held,
+ * rarely), read by sampler threads at every tick: atomics, the real id
+ * stored before the stale one that makes an entry visible. */
+#define OXP_ALIASES 4
+static _Atomic uint64_t alias_stale[OXP_ALIASES];
+static _Atomic uint64_t alias_real[OXP_ALIASES];
+static unsigned alias_next; /* guarded by the GIL */
+
+void oxp_native_alias_set(uint64_t stale, uint64_t real)
+{
+    unsigned i = alias_next++ % OXP_ALIASES;
+    atomic_store(&alias_stale[i], 0);
+    atomic_store(&alias_real[i], real);
+    atomic_store(&alias_stale[i], stale);
+}
+
+uint64_t oxp_native_alias(uint64_t native_id)
+{
+    for (unsigned i = 0; i < OXP_ALIASES; i++) {
+        if (native_id != 0 && atomic_load_explicit(&alias_stale[i], memory_order_acquire) == native_id) {
+            uint64_t real = atomic_load_explicit(&alias_real[i], memory_order_relaxed);
+            return real != 0 ? real : native_id;
+        }
+    }
+    return native_id;
+}
+
+int oxp_sampler_thread_here(oxp_sampler_t *s, uint64_t native_id, uint64_t tick)
+{
+    if (native_id == 0) {
+        return 1;
+    }
+    oxp_cpuclock_t *c = cpu_entry(s, native_id, tick);
+    if (c == NULL) {
+        return 1;
+    }
+    if (c->here_tick == 0 || tick - c->here_tick >= 1000) {
+        c->gone = oxp_thread_cpu_ns(native_id) == 0;
+        c->here_tick = tick;
+    }
+    return !c->gone;
+}
+
 uint64_t oxp_sampler_cpu_delta(oxp_sampler_t *s, uint64_t native_id, uint64_t tick)
 {
     uint64_t now = oxp_thread_cpu_ns(native_id);
@@ -537,6 +581,9 @@ int oxp_sampler_ran(oxp_sampler_t *s, uint64_t native_id, uint64_t tick, int kno
         return 1;
     }
     uint64_t now = oxp_thread_cpu_ns(native_id);
+    if (now == 0 && native_id != 0) {
+        return -1; /* no such thread here: a thread state a fork left behind */
+    }
     int64_t at = oxp_now_ns();
     /* Two ticks a few microseconds apart (the gil backend takes the GIL
      * again before the thread it took it from could run): too soon to

@@ -43,6 +43,8 @@ typedef struct {
     uint64_t truncated;        /* stacks deeper than OXP_MAX_DEPTH */
     uint64_t idle_skipped;     /* cpu mode: thread samples skipped as idle */
     uint64_t own_skipped;      /* thread samples skipped: the thread was running ox_profile's own code */
+    uint64_t gone_skipped;     /* thread states skipped: their thread is not in this process (left by
+                                * a fork made in C, as uWSGI's, in the child's list) */
     uint64_t idle_samples;     /* wall mode: samples of threads that had not run since the previous tick */
     uint64_t dropped[OXP_DROP_NREASONS];
     uint64_t retried;          /* nogil: threads walked again in a tick because a walk failed */
@@ -69,6 +71,8 @@ typedef struct {
     int64_t read_ns;    /* ... in CLOCK_MONOTONIC ns */
     uint64_t seen_tick; /* when the thread was last looked up */
     int ran;            /* what oxp_sampler_ran said last */
+    uint64_t here_tick; /* when it was last checked to be a thread of this process (0: never) */
+    int gone;           /* ... and it was not */
 } oxp_cpuclock_t;
 
 /* Scratch space a tick fills (sampler thread only, or the GIL holder). */
@@ -143,6 +147,16 @@ uint64_t oxp_sampler_cpu_delta(oxp_sampler_t *s, uint64_t native_id, uint64_t ti
  * clock was not read at the previous tick counts as having run (nothing
  * says otherwise). */
 int oxp_sampler_ran(oxp_sampler_t *s, uint64_t native_id, uint64_t tick, int known);
+/* Whether native_id is a thread of this process (checked on first sight and
+ * every 1000 ticks): a fork made in C, as uWSGI's, leaves the parent's other
+ * thread states in the child's interpreter, threads the child does not have. */
+int oxp_sampler_thread_here(oxp_sampler_t *s, uint64_t native_id, uint64_t tick);
+/* After a fork made in C without Python's after-fork cleanup (uWSGI), the
+ * thread that forked keeps the parent's kernel id in its thread state:
+ * oxp_native_alias maps such a stale id to the thread's real one, as told by
+ * oxp_native_alias_set (Python, in the child).  Process-wide, a few entries. */
+void oxp_native_alias_set(uint64_t stale, uint64_t real);
+uint64_t oxp_native_alias(uint64_t native_id);
 /* CPU time of one of this process's threads (0 if it is gone). */
 uint64_t oxp_thread_cpu_ns(uint64_t native_id);
 /* Scratch frames of at least n entries, or NULL. */

@@ -10,7 +10,7 @@ import time
 import weakref
 from typing import Any, Callable, Dict, Optional, TypeVar
 
-from ox_profile import _engine, _validate
+from ox_profile import _engine, _forks, _validate
 from ox_profile.caveats import sampling_caveat
 from ox_profile.profile import Profile
 
@@ -206,7 +206,14 @@ _live_profilers: "weakref.WeakSet[Profiler]" = weakref.WeakSet()
 
 
 def _rearm_after_fork() -> None:
-    """os.fork() hook, in the child: re-arm every profiler that was running."""
+    """After a fork, in the child: re-arm every profiler that was running."""
+    current = threading.current_thread()
+    real = threading.get_native_id()
+    if current.native_id is not None and current.native_id != real:
+        # Forked in C without Python's own after-fork cleanup (uWSGI): this
+        # thread's state still names the parent's thread.
+        _engine._alias_native_id(current.native_id, real)
+        current._set_native_id()  # type: ignore[attr-defined]
     for profiler in list(_live_profilers):
         try:
             profiler._after_fork_in_child()
@@ -214,7 +221,7 @@ def _rearm_after_fork() -> None:
             print("ox_profile: could not restart the profiler after fork: %s" % (exc,), file=sys.stderr)
 
 
-os.register_at_fork(after_in_child=_rearm_after_fork)
+_forks.register(_rearm_after_fork)
 
 
 # Names of threads seen starting since the first profiler started, so that

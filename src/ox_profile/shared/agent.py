@@ -23,7 +23,7 @@ import time
 import weakref
 from typing import Any, Dict, List, Optional, Protocol
 
-from ox_profile import _engine
+from ox_profile import _engine, _forks
 from ox_profile.shared import control as control_mod
 from ox_profile.shared.control import Control
 from ox_profile.shared.location import SharedDir
@@ -336,5 +336,5 @@ def _at_exit() -> None:
             pass
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_forks.register(_after_fork_in_child)
 atexit.register(_at_exit)

@@ -16,7 +16,7 @@ from ox_profile.shared.process import ProcessId, is_alive
 
 #: Statistics of the merged profile that add up over processes.
 SUMMED = ("ticks", "samples", "gil_samples", "late_wakeups", "missed_ticks", "truncated", "idle_skipped",
-          "own_skipped", "idle_samples", "dropped_total", "retried", "memo_hits", "code_cache_misses",
+          "own_skipped", "gone_skipped", "idle_samples", "dropped_total", "retried", "memo_hits", "code_cache_misses",
           "memory_bytes", "memory_cap", "overflow_samples", "total_hits", "sampler_cpu_s", "read_faults")
 #: ... and that are the largest of them.
 MAXED = ("capture_max_us", "duration")

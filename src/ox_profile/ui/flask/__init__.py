@@ -35,6 +35,7 @@ from typing import Any, List, Optional
 from flask import Blueprint, Flask, request
 
 import ox_profile
+from ox_profile import _forks
 from ox_profile.ui.flask.sharing import BlueprintSharing
 from ox_profile.ui.flask.timing import EndpointSummary, RequestTimings
 
@@ -44,6 +45,7 @@ __all__ = ["OX_PROF_BP", "OxProfBlueprint", "OxProfile", "ReqRecord"]
 ReqRecord = collections.namedtuple("ReqRecord", ["start_time", "end_time"])
 
 _perf_counter = time.perf_counter
+_fork_check = _forks.check
 _set_label = ox_profile.set_label
 
 try:
@@ -79,6 +81,7 @@ class _RequestObserver:
         self.blueprint = blueprint
 
     def __call__(self, environ: Any, start_response: Any) -> Any:
+        _fork_check()
         bp = self.blueprint
         if not bp._observe:
             return self.wsgi_app(environ, start_response)
@@ -325,7 +328,7 @@ def _after_fork_in_child() -> None:
             bp._after_fork_in_child()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_forks.register(_after_fork_in_child)
 
 
 OX_PROF_BP = OxProfBlueprint(
