@@ -112,6 +112,26 @@ def merged_view(share: ProcessShare, own: Optional[Profile], own_stats: Dict[str
                                      stats, float(meta.get("written_at") or 0.0)))
         per_process.append((stats, alive))
         timings.append(file_timings or [])
+    # Live processes whose file predates the last reset (they have not
+    # published since): listed, with none of their old samples.
+    unreadable = []
+    for name, why in skipped:
+        match = PROCESS_FILE_RE.match(name)
+        if not why.startswith("stale") or match is None:
+            unreadable.append((name, why))
+            continue
+        proc = ProcessId(int(match.group(1)), int(match.group(2)))
+        if not is_alive(proc):
+            continue  # ended before the reset: forgotten
+        try:
+            meta, _timings, _total = _engine.share_read(share.shared.fd, name, MAX_FILE_BYTES)
+        except (OSError, ValueError) as exc:
+            unreadable.append((name, str(exc)))
+            continue
+        processes.append(ProcessInfo(len(processes), proc.pid, proc.start, str(meta.get("command") or ""),
+                                     _state(meta, True), 0, {}, float(meta.get("written_at") or 0.0)))
+        timings.append([])
+    skipped = unreadable
     stats = _merge_stats(own_stats, per_process)
     stats["shared_skipped"] = len(skipped)
     stats["shared_skipped_files"] = [[name, why] for name, why in skipped[:20]]

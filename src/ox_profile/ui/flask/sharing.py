@@ -87,6 +87,7 @@ class BlueprintSharing:
         share = self.share
         if share is None:
             return None
+        share.poll_control()  # a reset not applied here yet is applied before reading
         own = self._bp.launcher.snapshot()
         return merged_view(share, own, dict(own.stats), self._bp.timings.export())
 
