@@ -5,14 +5,14 @@ VPY     := $(VENV)/bin/python
 PIP     := $(VPY) -m pip --disable-pip-version-check -q
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SRCS    := $(wildcard engine/*.c engine/*.h) setup.py
-PYDEPS  := pytest pytest-timeout Flask Flask-Login jsonschema playwright gunicorn
-APTDEPS := chromium golang-go
+PYDEPS  := pytest pytest-timeout Flask Flask-Login jsonschema playwright gunicorn uwsgi
+APTDEPS := chromium golang-go wrk
 
 .PHONY: all venv build demo test test-fast test-versions test-asan valgrind lint sysdeps bench clean
 
 all: build
 
-$(VENV)/.stamp: pyproject.toml
+$(VENV)/.stamp: pyproject.toml Makefile
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(PIP) install setuptools wheel $(PYDEPS)
 	OXP_WERROR=1 $(PIP) install --no-build-isolation -e .
@@ -25,13 +25,15 @@ build: $(VENV)/.stamp
 	OXP_WERROR=1 $(VPY) setup.py -q build_ext --inplace 2>&1 | grep -v -E '^(running|copying)' || true
 	$(VPY) -c "import ox_profile._engine as e; print('engine built:', e.BUILD_INFO)"
 
-# Debian tools the tests drive for real: Chromium (pages) and Go (pprof);
-# cppcheck for the C lint.
+# Debian tools the tests drive for real: Chromium (pages), Go (pprof), wrk
+# (load); cppcheck for the C lint.  (uWSGI comes from PyPI: it builds from
+# source with the C compiler.)
 sysdeps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v go >/dev/null || missing="$$missing golang-go"; \
 	command -v cppcheck >/dev/null || missing="$$missing cppcheck"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
