@@ -66,7 +66,9 @@ class Server:
     """The demo app under gunicorn, started and stopped by us."""
 
     def __init__(self, config: str, threads: int, backend: Optional[str] = None,
-                 mode: Optional[str] = None, extra_env: Optional[Dict[str, str]] = None) -> None:
+                 mode: Optional[str] = None, extra_env: Optional[Dict[str, str]] = None,
+                 workers: int = 1) -> None:
+        self.workers = workers
         self.config = config
         self.port = free_port()
         self.base = "http://127.0.0.1:%d" % self.port
@@ -80,7 +82,7 @@ class Server:
             env["OX_DEMO_ALWAYS_TIME"] = "1"
         env.update(extra_env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", "1", "--threads", str(threads),
+            [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", str(threads),
              "-b", "127.0.0.1:%d" % self.port, "--graceful-timeout", "2", "--log-level", os.environ.get("OXP_BENCH_LOGLEVEL", "warning"),
              "examples.flask_app:app"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(os.environ.get("OXP_BENCH_LOG", os.devnull), "a"))
@@ -98,13 +100,34 @@ class Server:
                 raise RuntimeError("the demo app did not start under gunicorn")
             time.sleep(0.1)
 
-    def worker_pid(self) -> int:
-        """The gunicorn worker (the master's only child)."""
-        with open("/proc/%d/task/%d/children" % (self.proc.pid, self.proc.pid)) as fh:
-            children = fh.read().split()
-        if len(children) != 1:
-            raise RuntimeError("expected one gunicorn worker, found %r" % children)
-        return int(children[0])
+    def worker_pids(self) -> List[int]:
+        """The gunicorn workers (the master's children)."""
+        deadline = time.monotonic() + 30
+        while True:
+            with open("/proc/%d/task/%d/children" % (self.proc.pid, self.proc.pid)) as fh:
+                children = [int(p) for p in fh.read().split()]
+            if len(children) == self.workers or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if len(children) != self.workers:
+            raise RuntimeError("expected %d gunicorn workers, found %r" % (self.workers, children))
+        return sorted(children)
+
+    def worker_pid(self) -> List[int]:
+        """The workers, as one list (cpu_seconds adds them up)."""
+        return self.worker_pids()
+
+    def wait_state(self, state: str, timeout: float = 10.0) -> None:
+        """Until every worker shows ``state`` (the controls reach them all)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            doc = self.json("/ox_profile/status.json?max_records=1")
+            procs = doc.get("processes") or [{"state": doc["state"]["state"]}]
+            if all(p["state"] == state for p in procs) and len(procs) >= self.workers:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("not every worker is %s: %r" % (state, [p["state"] for p in procs]))
+            time.sleep(0.1)
 
     def get(self, path: str, data: Optional[Dict[str, str]] = None) -> int:
         body = urllib.parse.urlencode(data).encode() if data is not None else None
@@ -120,15 +143,11 @@ class Server:
         self.get("/login", {"username": "admin", "password": "admin", "next": "/"})
         self.get("/ox_profile/set_interval?interval=%g" % interval)
         self.get("/ox_profile/unpause")  # the original's GET link
-        state = self.json("/ox_profile/status.json?max_records=1")["state"]
-        if state["state"] != "running":
-            raise RuntimeError("could not unpause the profiler: %r" % state)
+        self.wait_state("running")
 
     def pause(self) -> None:
         self.get("/ox_profile/pause")  # the original's GET link
-        state = self.json("/ox_profile/status.json?max_records=1")["state"]
-        if state["state"] != "paused":
-            raise RuntimeError("could not pause the profiler: %r" % state)
+        self.wait_state("paused")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -140,11 +159,14 @@ class Server:
                 self.proc.wait()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads)."""
-    with open("/proc/%d/stat" % pid) as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pids: Any) -> float:
+    """User + system CPU time of process(es) ``pids`` (all their threads)."""
+    total = 0.0
+    for pid in (pids if isinstance(pids, list) else [pids]):
+        with open("/proc/%d/stat" % pid) as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def run_wrk(wrk: str, url: str, seconds: float, connections: int,
@@ -179,7 +201,7 @@ def measure(args: argparse.Namespace) -> Dict[str, list]:
         order = list(configs)
         rng.shuffle(order)
         for config in order:
-            server = Server(config, args.threads, args.backend, args.mode)
+            server = Server(config, args.threads, args.backend, args.mode, workers=args.workers)
             try:
                 if config == "1 kHz":
                     server.unpause(args.interval)
@@ -243,7 +265,7 @@ def measure_toggle(args: argparse.Namespace) -> Dict[str, Any]:
     for rnd in range(args.toggle_rounds):
         if os.path.exists(flag):
             os.unlink(flag)
-        server = Server("paused", args.threads, args.backend, args.mode, waker_env)
+        server = Server("paused", args.threads, args.backend, args.mode, waker_env, workers=args.workers)
         try:
             server.unpause(args.interval)  # logs in; the first unpause starts the sampler thread
             server.pause()
@@ -297,7 +319,7 @@ def toggle_table(data: Dict[str, Any], args: argparse.Namespace) -> str:
         "| configuration | requests/s (median) | server CPU µs/request (median) | ratio to paused |",
         "| --- | ---: | ---: | --- |",
         "| paused | %.0f | %.1f | 100%% |" % (_median(rps["paused"]), _median(cpu["paused"])),
-        "| unpaused at %g Hz | %.0f | %.1f | %.1f%% (median of per-server ratios: %s; target >= 97%% at 1 kHz) |" % (
+        "| unpaused at %g Hz | %.0f | %.1f | %.1f%% (median of per-server ratios: %s) |" % (
             1 / args.interval, _median(rps["1 kHz"]), _median(cpu["1 kHz"]), 100 * _median(ratios),
             ", ".join("%.1f" % (100 * r) for r in ratios)),
     ]
@@ -332,8 +354,9 @@ def table(data: Dict[str, Any], args: argparse.Namespace) -> str:
         row("app without the blueprint", "baseline", "100%", ""),
         row("blueprint, paused", "paused", "%.1f%% of baseline; %.1f%%" % (
             100 * med["paused"] / med["baseline"], 100 * paired_paused), "paused >= 99% of baseline"),
-        row("blueprint, unpaused at 1 kHz", "1 kHz", "%.1f%% of paused; %.1f%%" % (
-            100 * med["1 kHz"] / med["paused"], 100 * paired_on), "1 kHz >= 97% of paused"),
+        row("blueprint, unpaused at %g Hz" % (1 / args.interval), "1 kHz", "%.1f%% of paused; %.1f%%" % (
+            100 * med["1 kHz"] / med["paused"], 100 * paired_on),
+            "1 kHz >= 97% of paused" if args.workers == 1 else "100 Hz >= 98% of paused"),
     ]
     if TIMED in rps:
         paired_timed = _median([r[TIMED] / r["paused"] for r in data["rounds"]
@@ -341,9 +364,9 @@ def table(data: Dict[str, Any], args: argparse.Namespace) -> str:
         lines.append(row("paused, requests timed and labelled (no sampler)", TIMED,
                          "%.1f%% of paused; %.1f%%" % (100 * med[TIMED] / med["paused"],
                                                        100 * paired_timed), ""))
-    note = ("\n`%s` on 127.0.0.1: gunicorn -w 1 --threads %d (gthread), wrk -t%d -c%d, %d rounds x %d s "
+    note = ("\n`%s` on 127.0.0.1: gunicorn -w %d --threads %d (gthread), wrk -t%d -c%d, %d rounds x %d s "
             "(+%d s warm-up), configurations interleaved in shuffled order; %d CPUs; backend %s, %s mode." % (
-                args.path, args.threads, args.wrk_threads, args.connections, args.rounds,
+                args.path, args.workers, args.threads, args.wrk_threads, args.connections, args.rounds,
                 args.seconds, args.warmup, os.cpu_count() or 0, args.backend or "auto",
                 args.mode or "wall"))
     sampler = data["sampler"]
@@ -365,6 +388,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seconds", type=int, default=10, help="measured seconds per run")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per run")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
     parser.add_argument("--wrk-threads", type=int, default=1)

@@ -107,15 +107,21 @@ class DemoServer:
         self.log = tmp_path / ("%s-%d.log" % (kind, self.port))
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL,
                                      stderr=open(self.log, "w"), start_new_session=True)
-        deadline = time.monotonic() + 60
+        try:
+            self._wait_ready(60)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError("%s exited: %s" % (kind, self.log.read_text()[-3000:]))
-            if Client(self.base).status("/") == 200 and len(self.worker_pids()) >= workers:
-                break
+                raise RuntimeError("%s exited: %s" % (self.kind, self.log.read_text()[-3000:]))
+            if Client(self.base).status("/") == 200 and len(self.worker_pids()) >= self.workers:
+                return
             if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("%s did not start: %s" % (kind, self.log.read_text()[-3000:]))
+                raise RuntimeError("%s did not start: %s" % (self.kind, self.log.read_text()[-3000:]))
             time.sleep(0.1)
 
     def worker_pids(self) -> List[int]:
