@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "module.h"
+#include "pystr.h"
 #include "share.h"
 #include "snapshot.h"
 
@@ -40,11 +41,13 @@ static int put_meta_value(oxp_buf_t *b, const char *key, Py_ssize_t klen, PyObje
         oxp_meta_put_double(b, key, (size_t)klen, PyFloat_AS_DOUBLE(value));
     } else if (PyUnicode_Check(value)) {
         Py_ssize_t len;
-        const char *s = PyUnicode_AsUTF8AndSize(value, &len);
+        PyObject *owner;
+        const char *s = oxp_pystr_utf8(value, &len, &owner);
         if (s == NULL) {
             return -1;
         }
         oxp_meta_put_str(b, key, (size_t)klen, s, (size_t)len);
+        Py_XDECREF(owner);
     } else {
         PyErr_Format(PyExc_TypeError, "shared metadata %.100s: %.100s is not a bool, int, float or str", key,
                      Py_TYPE(value)->tp_name);
@@ -118,9 +121,11 @@ static int encode_timings(PyObject *timings, oxp_buf_t *b, uint32_t *n)
             goto done;
         }
         Py_ssize_t len;
-        const char *s = PyUnicode_AsUTF8AndSize(name, &len);
+        PyObject *owner = NULL;
+        const char *s = oxp_pystr_utf8(name, &len, &owner);
         PyObject *bseq = s == NULL ? NULL : PySequence_Fast(buckets, "buckets must be a sequence");
         if (bseq == NULL) {
+            Py_XDECREF(owner);
             goto done;
         }
         Py_ssize_t nb = PySequence_Fast_GET_SIZE(bseq);
@@ -130,6 +135,7 @@ static int encode_timings(PyObject *timings, oxp_buf_t *b, uint32_t *n)
             goto done;
         }
         oxp_timing_put(b, s, (size_t)len, hits, total, max, errors, (uint32_t)nb);
+        Py_XDECREF(owner);
         for (Py_ssize_t k = 0; k < nb; k++) {
             unsigned int index;
             unsigned long long c;

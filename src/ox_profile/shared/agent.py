@@ -36,6 +36,8 @@ TEMP_FILE_RE = re.compile(r"^\.(.+)\.([0-9]{1,10})\.tmp$")
 
 DEFAULT_PUBLISH_INTERVAL = 1.0
 DEFAULT_POLL_INTERVAL = 0.2
+#: Most of its time a process spends publishing: beyond, it publishes less often.
+MAX_PUBLISH_SHARE = 0.02
 #: A process's file may be at most this much larger than its memory cap
 #: (metadata and request timings).
 META_ALLOWANCE = 1 << 20
@@ -133,6 +135,11 @@ class ProcessShare:
         self.publish_errors = 0
         self.last_error = ""
         self.final = False
+        self._final_state: Optional[str] = None
+        #: Seconds until the next publication: publish_interval, or more when
+        #: publishing takes over 2% of the time (a database near its cap).
+        self.gap = self.publish_interval
+        self.last_publish_seconds = 0.0
 
     # -- thread ------------------------------------------------------------
 
@@ -156,7 +163,7 @@ class ProcessShare:
                 break
             try:
                 self.poll_control()
-                if time.monotonic() - self._last_publish >= self.publish_interval:
+                if time.monotonic() - self._last_publish >= self.gap:
                     self.publish()
             except Exception as exc:  # keep serving; say what went wrong
                 self.publish_errors += 1
@@ -168,6 +175,7 @@ class ProcessShare:
         self._stop = True
         if final and not self.final and self.me.pid == os.getpid():
             profiler = self._source.share_profiler()
+            self._final_state = profiler_state(profiler)  # what it was doing, not "stopped"
             if profiler is not None and profiler.is_alive:
                 try:
                     profiler.stop()
@@ -236,8 +244,9 @@ class ProcessShare:
         stats = profiler.stats() if profiler is not None else {}
         meta: Dict[str, Any] = {
             "kind": "process", "pid": self.me.pid, "start": self.me.start, "command": self.command,
-            "state": profiler_state(profiler), "written_at": time.time(), "final": self.final,
-            "reset_id": self.applied_reset, "publishes": self.publishes,
+            "state": self._final_state or profiler_state(profiler), "written_at": time.time(),
+            "final": self.final, "reset_id": self.applied_reset, "publishes": self.publishes,
+            "stats.share_interval": self.gap, "stats.share_publish_ms": self.last_publish_seconds * 1e3,
         }
         meta.update(flatten_stats(stats))
         return meta
@@ -274,7 +283,9 @@ class ProcessShare:
                 return False
             self.publishes += 1
             self._published_sig = sig
-            self._last_publish = now
+            self._last_publish = time.monotonic()
+            self.last_publish_seconds = self._last_publish - now
+            self.gap = max(self.publish_interval, self.last_publish_seconds / MAX_PUBLISH_SHARE)
             return True
 
     # -- housekeeping --------------------------------------------------------

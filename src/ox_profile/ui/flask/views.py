@@ -411,6 +411,7 @@ def _process_json(info: Any) -> Dict[str, Any]:
     return {"pid": info.pid, "state": info.state, "samples": info.samples, "current": info.current,
             "rate_hz": stats.get("rate_hz"), "backend": stats.get("backend"), "mode": stats.get("mode"),
             "interval": stats.get("interval"), "stats_samples": stats.get("samples"),
+            "publish_interval": stats.get("share_interval"),
             "updated": info.updated, "command": info.command}
 
 
