@@ -273,3 +273,44 @@ def test_files_of_gone_processes_are_kept_until_reset(shared):
     assert share.other_files() == []
     assert sorted(os.listdir(shared.path)) == sorted(["control.lock", "control.oxp", share.file])
     share.close()
+
+
+def test_a_fork_while_locks_are_held_hangs_neither_side(tmp_path):
+    """A worker forked while its parent's share thread holds the request
+    timings' lock and the settings' lock: the child records requests, and
+    the parent changes the settings while the child (holding copies of the
+    parent's descriptors) still runs."""
+    code = textwrap.dedent('''
+        import os, sys, time
+        sys.path.insert(0, %r)
+        from flask import Flask
+        from ox_profile.ui.flask import OX_PROF_BP
+        from ox_profile.shared import control
+        app = Flask("forky")
+        app.config.update(OX_PROF_SHARED_DIR=sys.argv[1], OX_PROF_USERS={"a"})
+        app.register_blueprint(OX_PROF_BP)
+        share = OX_PROF_BP.sharing.share
+        with OX_PROF_BP.timings._lock:          # as when its share thread publishes
+            with control._Locked(share.shared):  # ... or changes the settings
+                pid = os.fork()
+                if pid == 0:
+                    OX_PROF_BP.timings.record("child", 0.001)
+                    time.sleep(3)
+                    os._exit(0 if OX_PROF_BP.timings.count() == 1 else 3)
+        t0 = time.time()
+        OX_PROF_BP.pause()                       # the settings' lock again, while the child runs
+        waited = time.time() - t0
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, 9); status = -1
+        print("waited %%.2f status %%d" %% (waited, status))
+    ''' % str(ROOT / "src"))
+    proc = run_python(code, args=[str(tmp_path / "shared")], timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    waited, status = proc.stdout.split()[1], int(proc.stdout.split()[3])
+    assert float(waited) < 2.0 and status == 0, proc.stdout

@@ -98,7 +98,12 @@ class _Locked:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        os.close(self._fd)  # releases the lock
+        # Unlocked explicitly: a child forked meanwhile holds a copy of the
+        # descriptor, and closing ours alone would not release it.
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self._fd)
 
 
 def update(shared: SharedDir, *, paused: Optional[bool] = None, interval: Optional[float] = None,

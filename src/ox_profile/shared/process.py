@@ -71,7 +71,16 @@ def this_process() -> ProcessId:
 
 
 def is_alive(proc: ProcessId) -> bool:
-    """Whether ``proc`` still runs (same pid, same start time, not a zombie)."""
+    """Whether ``proc`` still runs (same pid, same start time, not a zombie;
+    without /proc, whether the pid exists)."""
+    if not os.path.isdir("/proc/self"):
+        try:
+            os.kill(proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True
+        return True
     started = start_time(proc.pid)
     return started is not None and (proc.start == 0 or started == proc.start)
 

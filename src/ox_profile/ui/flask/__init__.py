@@ -272,7 +272,9 @@ class OxProfBlueprint(Blueprint):
         """In a forked worker: its own timings, fresh locks (its profiler is
         re-armed by the profiler's own fork hook)."""
         self._state_lock = threading.Lock()
-        self.timings.clear()
+        # A new table: the parent's lock may have been held (by its share
+        # thread publishing) when it forked.
+        self.timings = RequestTimings(max_endpoints=self.timings.max_endpoints)
         self.generation += 1
 
     def merged(self) -> Any:
