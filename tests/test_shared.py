@@ -6,6 +6,8 @@ processes and servers that are gone."""
 from __future__ import annotations
 
 import json
+import re
+import threading
 import os
 import signal
 import socket
@@ -314,3 +316,25 @@ def test_a_fork_while_locks_are_held_hangs_neither_side(tmp_path):
     assert proc.returncode == 0, proc.stderr
     waited, status = proc.stdout.split()[1], int(proc.stdout.split()[3])
     assert float(waited) < 2.0 and status == 0, proc.stdout
+
+
+def test_the_share_thread_never_takes_the_process_signals(shared):
+    """The kernel hands a process-directed signal to any thread that does not
+    block it; caught there by a Python handler, it would leave the main
+    thread blocked in a system call (a multiprocessing worker waiting on a
+    lock would never die of its SIGTERM).  The share thread blocks them."""
+    prof = ox_profile.Profiler()
+    share = ProcessShare(shared, _ProfilerSource(prof), follow=False).start()
+    try:
+        tid = share._thread.native_id
+        with open("/proc/self/task/%d/status" % tid) as fh:
+            blocked = int(re.search(r"SigBlk:\s*([0-9a-f]+)", fh.read()).group(1), 16)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD):
+            assert blocked & (1 << (sig - 1)), signal.Signals(sig).name
+        assert not blocked & (1 << (signal.SIGSEGV - 1)), "faults must still reach it"
+        with open("/proc/self/task/%d/status" % threading.get_native_id()) as fh:
+            mine = int(re.search(r"SigBlk:\s*([0-9a-f]+)", fh.read()).group(1), 16)
+        assert not mine & (1 << (signal.SIGTERM - 1)), "the caller's mask is restored"
+    finally:
+        share.stop(final=False)
+        share.close()

@@ -16,12 +16,14 @@ settings change.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
+import signal
 import threading
 import time
 import weakref
-from typing import Any, Dict, List, Optional, Protocol
+from typing import Any, Dict, Iterator, List, Optional, Protocol
 
 from ox_profile import _engine, _forks
 from ox_profile.shared import control as control_mod
@@ -63,6 +65,29 @@ class ShareSource(Protocol):
 
     # Optional: share_after_fork_in_child(), called in a forked child before
     # the child's share starts (forget what was copied from the parent).
+
+
+#: Signals a thread cannot block safely (faults are delivered to it whatever).
+_SYNCHRONOUS = {getattr(signal, n) for n in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGABRT")
+                if hasattr(signal, n)}
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """Block the asynchronous signals in this thread for the block: a thread
+    started inside inherits the mask, so the kernel never hands it a signal
+    meant for the process.  (A signal a Python handler catches in another
+    thread leaves the main thread blocked in a system call: a multiprocessing
+    worker waiting on a lock would never see its SIGTERM.)"""
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals() - _SYNCHRONOUS)
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def flatten_stats(stats: Dict[str, Any]) -> Dict[str, Any]:
@@ -135,6 +160,10 @@ class ProcessShare:
         self.publish_errors = 0
         self.last_error = ""
         self.final = False
+        #: The last publication is under way (in the thread that stopped us).
+        self.finishing = False
+        #: Called once it is done (a signal that arrived meanwhile).
+        self.after_final: Optional[Any] = None
         self._final_state: Optional[str] = None
         #: Seconds until the next publication: publish_interval, or more when
         #: publishing takes over 2% of the time (a database near its cap).
@@ -151,7 +180,8 @@ class ProcessShare:
             if self._thread is None or not self._thread.is_alive():
                 self._stop = False
                 self._thread = threading.Thread(target=self._run, name="ox_profile-share", daemon=True)
-                self._thread.start()
+                with _signals_blocked():
+                    self._thread.start()
         return self
 
     def _run(self) -> None:
@@ -173,7 +203,10 @@ class ProcessShare:
         """Stop the thread; with ``final``, stop the profiler and publish
         what it has for the last time (at exit)."""
         self._stop = True
-        if final and not self.final and self.me.pid == os.getpid():
+        if not final or self.final or self.finishing or self.me.pid != os.getpid():
+            return
+        self.finishing = True
+        try:
             profiler = self._source.share_profiler()
             self._final_state = profiler_state(profiler)  # what it was doing, not "stopped"
             if profiler is not None and profiler.is_alive:
@@ -183,6 +216,11 @@ class ProcessShare:
                     pass
             self.final = True
             self.publish(force=True)
+        finally:
+            self.finishing = False
+            then, self.after_final = self.after_final, None
+            if then is not None:
+                then()
 
     def close(self) -> None:
         """Stop for good without publishing again (the directory may be gone)."""

@@ -158,12 +158,20 @@ def _catch_sigterm(share: ProcessShare) -> None:
         if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
             return
 
+        def die() -> None:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
         def terminated(signum: int, frame: Any) -> None:
+            if share.finishing:
+                # It was ending anyway and is publishing its last data (this
+                # handler interrupted that): let it finish, then die.
+                share.after_final = die
+                return
             try:
                 share.stop(final=True)
             finally:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                os.kill(os.getpid(), signal.SIGTERM)
+                die()
 
         signal.signal(signal.SIGTERM, terminated)
     except ValueError:  # not the main thread
