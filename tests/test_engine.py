@@ -178,19 +178,26 @@ def test_fork_leaves_a_working_child(backend: str) -> None:
             if pid == 0:
                 # The child: its own sampler, re-armed running, on an empty
                 # profile; and a new profiler works too.
-                ok = launcher.is_alive() and not launcher.is_paused()
-                before = launcher.query()[1]
+                if not (launcher.is_alive() and not launcher.is_paused()):
+                    os._exit(3)
                 with ox_profile.Profiler(interval=0.001) as p:
                     deadline = time.time() + 5  # a loaded machine may be slow to schedule it
                     while p.stats()["samples"] < 5 and time.time() < deadline:
                         spin(0.01)
-                ok = ok and p.snapshot().total_samples >= 5
-                ok = ok and launcher.snapshot().total_samples > 0 and launcher.profiler.stats()["forked"] is False
+                if p.snapshot().total_samples < 5:
+                    os._exit(4)
+                deadline = time.time() + 5
+                while launcher.snapshot().total_samples == 0 and time.time() < deadline:
+                    spin(0.01)
+                if launcher.snapshot().total_samples == 0:
+                    os._exit(5)
+                if launcher.profiler.stats()["forked"] is not False:
+                    os._exit(6)
                 ox_profile.set_label("child")
-                os._exit(0 if ok else 3)
+                os._exit(0)
             _, status = os.waitpid(pid, 0)
             if status != 0:
-                print("child failed", status); sys.exit(1)
+                print("child failed", status >> 8, status & 0xff); sys.exit(1)
         assert launcher.is_alive()
         spin(0.1)
         launcher.cancel()
