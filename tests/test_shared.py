@@ -338,3 +338,25 @@ def test_the_share_thread_never_takes_the_process_signals(shared):
     finally:
         share.stop(final=False)
         share.close()
+
+
+def test_a_directory_used_again_forgets_the_servers_that_are_gone(shared):
+    """A directory given by a setting outlives a server: when a new one starts
+    sharing there, files of processes whose server is gone are removed;
+    those of a live server's gone processes (its exited workers) stay."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    db = _engine.Database()
+    me = server_of()
+    files = {"old-run": (gone.pid, "%d-5" % gone.pid), "live-server": (gone.pid + 1, me.key)}
+    for what, (pid, server) in files.items():
+        _engine.share_publish(shared.fd, "p%d-9.oxp" % pid, db, {"pid": pid, "server": server}, None, 1 << 20)
+    share = ProcessShare(shared, _ProfilerSource(ox_profile.Profiler()), follow=False, server=me).start()
+    try:
+        names = set(os.listdir(shared.path))
+        assert "p%d-9.oxp" % gone.pid not in names
+        assert "p%d-9.oxp" % (gone.pid + 1) in names
+        assert _engine.share_read(shared.fd, share.file, 1 << 20)[0]["server"] == me.key
+    finally:
+        share.stop(final=False)
+        share.close()

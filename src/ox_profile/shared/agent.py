@@ -132,8 +132,12 @@ class ProcessShare:
 
     def __init__(self, shared: SharedDir, source: ShareSource, *, follow: bool = True,
                  publish_interval: float = DEFAULT_PUBLISH_INTERVAL,
-                 poll_interval: float = DEFAULT_POLL_INTERVAL, max_bytes: Optional[int] = None) -> None:
+                 poll_interval: float = DEFAULT_POLL_INTERVAL, max_bytes: Optional[int] = None,
+                 server: Optional[ProcessId] = None) -> None:
         self.shared = shared
+        #: The server this process belongs to (its files name it: files of
+        #: servers that are gone are removed when sharing starts).
+        self.server = server
         self._source = source
         self.follow = follow
         self.publish_interval = float(publish_interval)
@@ -174,6 +178,8 @@ class ProcessShare:
 
     def start(self) -> "ProcessShare":
         """Apply the current settings, publish, and start the thread."""
+        if self.publishes == 0 and self.server is not None:
+            self.remove_files_of_gone_servers()
         self.poll_control()
         self.publish()
         with self._lock:
@@ -285,6 +291,7 @@ class ProcessShare:
             "state": self._final_state or profiler_state(profiler), "written_at": time.time(),
             "final": self.final, "reset_id": self.applied_reset, "publishes": self.publishes,
             "stats.share_interval": self.gap, "stats.share_publish_ms": self.last_publish_seconds * 1e3,
+            "server": self.server.key if self.server is not None else "",
         }
         meta.update(flatten_stats(stats))
         return meta
@@ -349,6 +356,29 @@ class ProcessShare:
                 age = time.time() - (self.shared.mtime(name) or time.time())
                 if age > 60 and self.shared.remove(name):
                     removed.append(name)
+        return removed
+
+    def remove_files_of_gone_servers(self) -> List[str]:
+        """Remove the files of processes that are gone and whose server is
+        gone too (a directory given by a setting, used again by a new run of
+        the server); the names removed."""
+        from ox_profile.shared.process import is_alive
+        removed = []
+        for name in self.other_files():
+            match = PROCESS_FILE_RE.match(name)
+            assert match is not None
+            if is_alive(ProcessId(int(match.group(1)), int(match.group(2)))):
+                continue
+            try:
+                meta = _engine.share_read(self.shared.fd, name, 1 << 30)[0]
+            except (OSError, ValueError):
+                continue  # unreadable: listed on the pages as such, removed by a reset
+            server = str(meta.get("server") or "")
+            key = re.match(r"^([0-9]{1,10})-([0-9]{1,20})$", server)
+            if key is None or (self.server is not None and server == self.server.key):
+                continue
+            if not is_alive(ProcessId(int(key.group(1)), int(key.group(2)))) and self.shared.remove(name):
+                removed.append(name)
         return removed
 
     # -- fork ---------------------------------------------------------------

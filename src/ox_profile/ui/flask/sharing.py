@@ -55,14 +55,15 @@ class BlueprintSharing:
                 or not MIN_PUBLISH_INTERVAL <= interval <= MAX_PUBLISH_INTERVAL):
             raise ValueError("OX_PROF_PUBLISH_INTERVAL must be a number of seconds from %g to %g, not %r"
                              % (MIN_PUBLISH_INTERVAL, MAX_PUBLISH_INTERVAL, interval))
+        server = server_of()
         try:
-            shared = open_server_dir(config.get("OX_PROF_SHARED_DIR"), server_of())
+            shared = open_server_dir(config.get("OX_PROF_SHARED_DIR"), server)
         except SharingUnavailable as exc:
             self.error = "not shared with the server's other processes: %s" % (exc,)
             log.warning("ox_profile: %s", self.error)
             return
         self.share = ProcessShare(shared, self, publish_interval=float(interval),
-                                  poll_interval=min(0.2, float(interval)))
+                                  poll_interval=min(0.2, float(interval)), server=server)
         self.share.start()
 
     # -- ShareSource -----------------------------------------------------------
