@@ -29,6 +29,7 @@ import importlib.util
 import math
 import os
 import re
+import resource
 import runpy
 import stat
 import sys
@@ -40,6 +41,7 @@ from types import TracebackType
 from typing import IO, Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from ox_profile import _validate, export
+from ox_profile.shared import children
 from ox_profile._signals import ProgramEnd, Signals, signal_name
 
 PROG = "ox-profile"
@@ -529,6 +531,7 @@ def _run(config: RunConfig, profiler_factory: Any) -> int:
     pid = os.getpid()
     if status is not None:
         status.start()  # before the profiler, so that starting it is not in the profile
+    children_cpu = _children_cpu()
     try:
         profiler.start()
     except BaseException:
@@ -538,12 +541,10 @@ def _run(config: RunConfig, profiler_factory: Any) -> int:
     signals = Signals().catch()
     child_run = None
     if config.subprocesses:
-        from ox_profile.shared import children
         child_run = children.prepare(profiler, dict(kwargs))
     else:
         # Children are not followed: a forked one needs no sampler.
         profiler.rearm_after_fork = False
-    children_cpu = _children_cpu()
     try:
         try:
             code = _run_program(config)
@@ -580,7 +581,6 @@ CHILDREN_CPU_NOTE = 0.05
 
 def _children_cpu() -> float:
     """CPU seconds used by this process's children that have ended."""
-    import resource
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -600,7 +600,6 @@ def _report(profiler: Any, config: RunConfig, launcher: str, stream: Any, is_tty
         say("%s: error: could not read the profile: %s: %s" % (PROG, type(exc).__name__, exc))
         return code if code != 0 else 1
     if child_run is not None:
-        from ox_profile.shared import children
         try:
             profile, notes = children.merged_profile(child_run, profile)
         except Exception as exc:  # keep the program's own profile rather than lose it
