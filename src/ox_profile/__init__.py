@@ -8,11 +8,10 @@ top table, a flame graph, speedscope, folded stacks or pprof.
 import os as _os
 
 from ox_profile import _engine
+from ox_profile._version import __version__
 from ox_profile.labels import get_label, label, set_label
 from ox_profile.profile import Frame, Function, FunctionStat, Profile, StackSample, ThreadInfo
 from ox_profile.profiler import Profiler
-
-__version__ = "0.3.0"
 
 # The profiler's own frames never appear in a profile.
 _engine._set_own_prefix(_os.path.dirname(_os.path.abspath(__file__)) + _os.sep)
