@@ -79,6 +79,12 @@ def test_several_threads_each_recorded(backend: str) -> None:
         least = 50 if backend == "nogil" else 5  # the GIL backend waits for the GIL
         assert expected in funcs and sub.total_samples > least, (name, funcs)
     assert profile.threads[0].ident != 0
+    # Counting per thread without a snapshot gives what the snapshot has.
+    per_ident = prof.thread_samples()
+    after = prof.snapshot()
+    for info in after.threads:
+        assert per_ident[info.ident] == info.hits, (info, per_ident)
+    assert sum(per_ident.values()) == after.total_samples > 0
 
 
 def test_recursion_1000_deep(backend: str) -> None:

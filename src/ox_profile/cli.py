@@ -18,6 +18,8 @@ its profile.
   output cannot be written at the end, the profile goes to a new private
   (0600) file in the temporary directory instead, and the exit status is
   non-zero.
+* ``ox-profile --version`` prints the version; ``ox-profile version`` also the
+  engine, its backends and the Python it was built for.
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ from typing import IO, Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from ox_profile import _validate, export
 from ox_profile._signals import ProgramEnd, Signals, signal_name
+from ox_profile._version import __version__
 
 PROG = "ox-profile"
+#: Rows of the top table by default (``--top``).
 TOP_LIMIT = 15
 #: Runs shorter than this show no live status line.
 STATUS_DELAY = 1.0
@@ -51,10 +55,28 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 # Options of `run` that take a value (for splitting our options from the program's).
-_VALUE_OPTIONS = ("--interval", "--mode", "-o", "--output", "--format", "--backend", "--max-memory")
+_VALUE_OPTIONS = ("--interval", "--mode", "-o", "--output", "--format", "--backend", "--max-memory",
+                  "--top")
 
 _RUN_USAGE = ("%(prog)s [options] script.py [args...]\n"
               "       %(prog)s [options] -m module [args...]")
+
+_RUN_EPILOG = """\
+examples:
+  ox-profile run script.py arg1 arg2           top table of the functions with most samples, on stderr
+  ox-profile run -o profile.html script.py     and an interactive flame graph (one offline HTML file)
+  ox-profile run -o out.pb.gz -m package.mod   run a module; pprof for go tool pprof, Pyroscope, Grafana
+  ox-profile run --top 40 --mode cpu script.py 40 rows, only threads that use the CPU
+  ox-profile run --interval 0.0001 -o out.speedscope.json script.py   10 kHz, for speedscope
+
+The program runs as __main__ with its own sys.argv; its exit status is kept; if
+it raises or gets Ctrl-C (or SIGTERM), the profile is still written.
+
+environment:
+  OX_PROFILE_BACKEND=auto|nogil|gil   the capture backend when --backend is not given
+  OX_PROFILE_READER=direct|vm|procmem how the GIL-free capture reads the interpreter's
+                                      memory (default: direct copies, guarded)
+"""
 
 
 class UsageError(Exception):
@@ -78,6 +100,7 @@ class RunConfig:
     max_memory: Optional[int]  # bytes
     output: Optional[str]
     fmt: Optional[str]
+    top: Optional[int] = TOP_LIMIT  # rows of the table; None: every function
     script: Optional[str] = None  # absolute path, or None with a module
     module: Optional[str] = None
     args: List[str] = dataclasses.field(default_factory=list)
@@ -91,11 +114,14 @@ class RunConfig:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (its ``run`` sub-parser sees only ox-profile's options)."""
     parser = _Parser(prog=PROG, description="ox_profile: a low-overhead statistical profiler "
-                     "for Python programs.")
+                     "for Python programs.", epilog="'%s run --help' shows the options and examples." % PROG)
+    parser.add_argument("--version", action="store_true",
+                        help="print the version and exit (the command 'version' says more)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser(
         "run", usage=_RUN_USAGE, allow_abbrev=False,
         help="run a Python program under the profiler",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_RUN_EPILOG,
         description="Run a Python script (or module with -m) under the profiler; print the "
                     "functions with most samples and write the profile to --output.")
     run.add_argument("--interval", metavar="SECONDS", default="0.001",
@@ -112,8 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stack capture: nogil (GIL-free, CPython 3.11), gil (portable), auto (default)")
     run.add_argument("--max-memory", metavar="MiB", default=None,
                      help="memory cap of the sample database, in MiB")
+    run.add_argument("--top", metavar="N", default=str(TOP_LIMIT),
+                     help="rows of the top table (default %d; 'all' for every function)" % TOP_LIMIT)
     run.add_argument("-m", dest="module", metavar="MODULE",
                      help="run a library module as a script (the rest are its arguments)")
+    sub.add_parser("version", help="print the version, the engine and its backends")
     return parser
 
 
@@ -169,6 +198,18 @@ def _parse_max_memory(text: Optional[str]) -> Optional[int]:
     if not math.isfinite(mib) or mib <= 0:
         raise UsageError("--max-memory must be a positive number of MiB, not %s" % (text,))
     return int(mib * 1024 * 1024)
+
+
+def _parse_top(text: str) -> Optional[int]:
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError("--top must be a number of rows or 'all', not %r" % (text,)) from None
+    if value < 1:
+        raise UsageError("--top must be at least 1, not %d" % (value,))
+    return value
 
 
 def _check_output(output: str) -> None:
@@ -230,6 +271,7 @@ def parse_run(args: Sequence[str]) -> RunConfig:
     ns = parser.parse_args(["run"] + ours)
     interval = _parse_interval(ns.interval)
     max_memory = _parse_max_memory(ns.max_memory)
+    top = _parse_top(ns.top)
     if ns.module is None and script is None:
         raise UsageError("nothing to run: give a script (ox-profile run script.py) or -m module")
     fmt = ns.format
@@ -246,7 +288,7 @@ def parse_run(args: Sequence[str]) -> RunConfig:
         _check_output(output)
     config = RunConfig(interval=interval, mode=ns.mode,
                        backend=None if ns.backend == "auto" else ns.backend,
-                       max_memory=max_memory, output=output, fmt=fmt, args=prog_args)
+                       max_memory=max_memory, output=output, fmt=fmt, top=top, args=prog_args)
     if ns.module is not None:
         config.module = ns.module
     else:
@@ -260,7 +302,9 @@ def parse_run(args: Sequence[str]) -> RunConfig:
 
 class LiveStatus:
     """A one-line "elapsed, samples" status on a terminal, redrawn from a daemon
-    thread about twice a second once the run is longer than ``delay``."""
+    thread about twice a second once the run is longer than ``delay``.  It
+    counts what the final report counts: the samples of every thread but its
+    own."""
 
     def __init__(self, profiler: Any, stream: IO[str], delay: float = STATUS_DELAY,
                  period: float = STATUS_PERIOD) -> None:
@@ -288,7 +332,7 @@ class LiveStatus:
             return
         while True:
             try:
-                samples = int(self._profiler.stats().get("samples", 0))
+                samples = self.samples()
                 line = "ox_profile: %.1f s, %d samples" % (time.monotonic() - self._start, samples)
                 self._stream.write("\r\x1b[K" + line)
                 self._stream.flush()
@@ -297,6 +341,11 @@ class LiveStatus:
                 return
             if self._stop.wait(self._period):
                 return
+
+    def samples(self) -> int:
+        """Samples of the program so far (this thread's own left out)."""
+        per_thread = self._profiler.thread_samples()
+        return sum(per_thread.values()) - per_thread.get(self._thread.ident, 0)
 
     def stop(self) -> None:
         """Stop the thread and erase the status line."""
@@ -576,7 +625,7 @@ def _report(profiler: Any, config: RunConfig, launcher: str, stream: Any, is_tty
             profile = profile.filter(threads=[t.index for t in profile.threads
                                               if t.ident != status.ident])
     try:
-        table = export.render(profile, "text", limit=TOP_LIMIT, color=is_tty,
+        table = export.render(profile, "text", limit=config.top, color=is_tty,
                               exclude=_wrapper_frames(launcher))
         with signals.interruptible():  # a stalled stderr must not keep the profile from its file
             stream.write(table)
@@ -590,6 +639,26 @@ def _report(profiler: Any, config: RunConfig, launcher: str, stream: Any, is_tty
     return code
 
 
+def version_text(verbose: bool = False) -> str:
+    """``ox-profile <version>``; with ``verbose``, also the Python, the engine
+    file and the capture backends it was built with."""
+    lines = ["%s %s" % (PROG, __version__)]
+    if verbose:
+        import platform
+
+        from ox_profile import _engine
+        lines.append("python %s (%s) %s" % (platform.python_version(), platform.python_implementation(),
+                                             sys.executable))
+        lines.append("engine %s" % (_engine.__file__,))
+        available, detail = _engine.nogil_available()
+        if available:
+            lines.append("backends: nogil (GIL-free capture, reader %s) and gil (portable); default nogil"
+                         % (detail,))
+        else:
+            lines.append("backends: gil (portable) only; nogil not available: %s" % (detail,))
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """The ``ox-profile`` command; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -598,9 +667,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not args or args[0] in ("-h", "--help"):
             parser.print_help(sys.stdout if args else sys.stderr)
             return 0 if args else EXIT_USAGE
+        if args[0] in ("--version", "-V"):
+            sys.stdout.write(version_text())
+            return 0
+        if args[0] == "version":
+            if len(args) > 1:
+                raise UsageError("'version' takes no arguments")
+            sys.stdout.write(version_text(verbose=True))
+            return 0
         if args[0] != "run":
             hint = " (did you mean: %s run %s?)" % (PROG, " ".join(args)) if args[0].endswith(".py") else ""
-            raise UsageError("unknown command %r; the command is 'run'%s" % (args[0], hint))
+            raise UsageError("unknown command %r; the commands are 'run' and 'version'%s" % (args[0], hint))
         if any(a in ("-h", "--help") for a in _split_run_args(args[1:])[0]):
             parser.parse_args(["run", "--help"])  # prints the help and exits 0
         config = parse_run(args[1:])

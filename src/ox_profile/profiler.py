@@ -136,6 +136,11 @@ class Profiler:
             stats["warning"] = caveat
         return stats
 
+    def thread_samples(self) -> Dict[int, int]:
+        """Samples recorded so far per thread ident, without taking a snapshot
+        (cheap enough for a live display)."""
+        return self._database.thread_hits()
+
     def snapshot(self) -> Profile:
         """A :class:`~ox_profile.Profile` of everything collected so far."""
         name_threads(self._database)
