@@ -412,6 +412,58 @@ def test_pprof_cpu_mode(cpu_profile, tmp_path):
     assert "oxt_leaf" in top
 
 
+PPROF_MODULE = """
+import time
+
+
+class Worker:
+    def spin(self, seconds):
+        end = time.perf_counter() + seconds
+        n = 0
+        while time.perf_counter() < end:
+            n += 1
+        return n
+
+
+_end = time.perf_counter() + 0.25
+while time.perf_counter() < _end:  # module-level work: its frame is <module>
+    pass
+Worker().spin(0.25)
+"""
+
+
+@needs_go
+def test_pprof_names_are_module_qualified(tmp_path, monkeypatch):
+    """go tool pprof -top and -list name every frame after its module: no
+    "<unknown>" for module-level code, and two modules' <module> (or two
+    classes' methods of one name) stay apart."""
+    pkg = tmp_path / "oxt_pprof_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for name in ("mod_a", "mod_b"):
+        (pkg / (name + ".py")).write_text(PPROF_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with ox_profile.Profiler(interval=INTERVAL) as prof:
+        import oxt_pprof_pkg.mod_a  # noqa: F401
+        import oxt_pprof_pkg.mod_b  # noqa: F401
+    path = _write_pprof(prof.snapshot(), tmp_path)
+    top = _go_pprof(["-top", "-sample_index=samples", "-nodefraction=0"], path, tmp_path)
+    rows = {line.split()[-1]: line for line in top.splitlines() if re.match(r"^\s+\d+\s", line)}
+    for mod in ("mod_a", "mod_b"):
+        for func in ("<module>", "Worker.spin"):
+            name = "oxt_pprof_pkg.%s.%s" % (mod, func)
+            assert name in rows, top
+            flat = int(rows[name].split()[0])
+            assert flat > 50, rows[name]  # about 250 samples each
+    assert "<unknown>" not in top, top
+    listing = _go_pprof(["-list", r"oxt_pprof_pkg\.mod_b\.Worker\.spin", "-sample_index=samples"],
+                        path, tmp_path)
+    assert re.search(r"ROUTINE =+ oxt_pprof_pkg\.mod_b\.Worker\.spin in %s"
+                     % re.escape(str(pkg / "mod_b.py")), listing), listing
+    assert re.search(r"^\s+\d+\s+\d+\s+\d+:\s+n \+= 1$", listing, re.M), listing
+    assert "mod_a" not in listing
+
+
 def test_pprof_is_gzip_of_message(profile):
     data = pprof.render(profile)
     raw = gzip.decompress(data)
