@@ -64,8 +64,16 @@ def test_cli_html_flame_graph_in_chromium(tmp_path: Path) -> None:
             options = page.locator("select option").all_text_contents()
             assert any("<b>bold-thread</b>" in o for o in options), options
             assert page.locator("b").count() == 0
-            # The table lists the function with its file.
+            # The table lists the function with its file: relative to the
+            # script's directory (the program's sys.path[0]), the full path in
+            # the cell's tooltip and in the flame graph's.
             assert "hot_function" in page.locator("#oxp-flame tbody").inner_text()
+            cell = page.locator('#oxp-flame tbody tr[data-name="hot_function"] td.oxf-loc')
+            line = cell.inner_text().rpartition(":")[2]
+            assert cell.inner_text() == "prog.py:" + line and int(line) > 0
+            assert cell.get_attribute("title") == "%s:%s" % (script, line)
+            page.locator('#oxp-flame svg rect[data-name="hot_function"]').hover()
+            assert page.inner_text(".oxf-tip-loc") == "%s:4" % script
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "cli_html_export.png"))
             assert errors == [] and dialogs == []

@@ -44,6 +44,7 @@ from typing import IO, Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 from ox_profile import _validate, export
 from ox_profile._signals import ProgramEnd, Signals, signal_name
 from ox_profile._version import __version__
+from ox_profile.paths import default_roots
 
 PROG = "ox-profile"
 #: Rows of the top table by default (``--top``).
@@ -432,8 +433,9 @@ def _join_threads() -> int:
     return -1
 
 
-def _run_program(config: RunConfig) -> int:
-    """Run the program in this process as ``__main__``; return its exit status."""
+def _run_program(config: RunConfig, program_path: Optional[List[str]] = None) -> int:
+    """Run the program in this process as ``__main__``; return its exit status.
+    ``program_path`` receives ``sys.path`` as the program left it."""
     saved_argv = sys.argv[:]
     saved_path0 = sys.path[0] if sys.path else None
     if config.module is not None:
@@ -464,6 +466,8 @@ def _run_program(config: RunConfig) -> int:
         stopped = _join_threads()
         return status if stopped < 0 else stopped
     finally:
+        if program_path is not None:
+            program_path[:] = sys.path
         sys.argv = saved_argv
         if saved_path0 is not None and sys.path:
             sys.path[0] = saved_path0
@@ -578,10 +582,11 @@ def _run(config: RunConfig, profiler_factory: Any) -> int:
         if status is not None:
             status.stop()
         raise
+    program_path: List[str] = []
     signals = Signals().catch()
     try:
         try:
-            code = _run_program(config)
+            code = _run_program(config, program_path)
         finally:
             signals.ending()  # from here on, signals never stop the profile from being written
     except KeyboardInterrupt:  # arrived between the program and the line above
@@ -597,7 +602,7 @@ def _run(config: RunConfig, profiler_factory: Any) -> int:
         if status is not None:
             status.stop()
         program_code = code
-        code = _report(profiler, config, launcher, stream, is_tty, status, signals, code)
+        code = _report(profiler, config, launcher, stream, is_tty, status, signals, code, program_path)
         if signals.late is not None and program_code == 0:
             code = 128 + signals.late  # stopped by a signal after all
         return code
@@ -606,10 +611,15 @@ def _run(config: RunConfig, profiler_factory: Any) -> int:
 
 
 def _report(profiler: Any, config: RunConfig, launcher: str, stream: Any, is_tty: bool,
-            status: Optional[LiveStatus], signals: Signals, code: int) -> int:
-    """Print the top table and write the profile; the exit status."""
+            status: Optional[LiveStatus], signals: Signals, code: int,
+            program_path: Optional[List[str]] = None) -> int:
+    """Print the top table and write the profile; the exit status.
+    ``program_path``: the program's ``sys.path``, which file names are shown
+    relative to."""
     try:
-        profile = profiler.snapshot()
+        # File names are shown relative to the program's sys.path (its script's
+        # directory first), not ours.
+        profile = profiler.snapshot(path_roots=default_roots(program_path or None))
     except Exception as exc:  # out of memory, most likely: nothing left to write
         say("%s: error: could not read the profile: %s: %s" % (PROG, type(exc).__name__, exc))
         return code if code != 0 else 1

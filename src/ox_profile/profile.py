@@ -17,6 +17,7 @@ import time
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ox_profile import _engine, _validate
+from ox_profile.paths import PathShortener
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -31,6 +32,9 @@ class Function:
     module: str
     filename: str
     firstlineno: int
+    #: ``filename`` relative to the ``sys.path`` entry the module came from
+    #: (see :mod:`ox_profile.paths`); tables and pages show it.
+    short_filename: str = dataclasses.field(default="", compare=False, repr=False)
 
     @property
     def seed_name(self) -> str:
@@ -41,6 +45,11 @@ class Function:
     def location(self) -> str:
         """``file:firstline``."""
         return "%s:%d" % (self.filename, self.firstlineno)
+
+    @property
+    def short_location(self) -> str:
+        """``short_file:firstline``, with the readable file name."""
+        return "%s:%d" % (self.short_filename or self.filename, self.firstlineno)
 
     @property
     def display_name(self) -> str:
@@ -106,12 +115,19 @@ class FunctionStat:
         """``file:line`` of the line with most self hits (else the first line)."""
         return "%s:%d" % (self.function.filename, self.hot_line)
 
+    @property
+    def short_location(self) -> str:
+        """:attr:`location` with the readable file name."""
+        return "%s:%d" % (self.function.short_filename or self.function.filename, self.hot_line)
+
 
 class Profile:
     """Samples collected by a profiler, with the statistics of the sampler.
 
     Build one with :meth:`ox_profile.Profiler.snapshot` (or the launcher's
-    ``snapshot()``); never from the engine directly.
+    ``snapshot()``); never from the engine directly.  ``path_roots`` are the
+    directories file names are shown relative to (default: ``sys.path`` and
+    the working directory when the profile is made).
     """
 
     def __init__(
@@ -122,6 +138,7 @@ class Profile:
         threads: Optional[Iterable[int]] = None,
         labels: Optional[Iterable[Optional[str]]] = None,
         include_idle: bool = True,
+        path_roots: Optional[Sequence[str]] = None,
         _parent: Optional["Profile"] = None,
     ) -> None:
         self._snap = snapshot
@@ -143,8 +160,12 @@ class Profile:
             self.labels_table: List[str] = _parent.labels_table
             self._rows = _parent._rows
             self._raw_threads = _parent._raw_threads
+            self.path_roots: Tuple[str, ...] = _parent.path_roots
         else:
-            self.functions = [Function(i, *f) for i, f in enumerate(snapshot.functions)]
+            shorten = PathShortener(path_roots)
+            self.path_roots = shorten.roots
+            self.functions = [Function(i, *f, short_filename=shorten(f[3], f[2]))
+                              for i, f in enumerate(snapshot.functions)]
             self.labels_table = list(snapshot.labels)
             self._rows = None  # built on demand: a Python list of every row
             self._raw_threads = snapshot.threads
@@ -282,7 +303,7 @@ class Profile:
         """One label per function for folded/flame output."""
         if style == "seed":
             return [f.seed_name for f in self.functions]
-        return ["%s (%s:%d)" % (f.display_name, f.filename, f.firstlineno) for f in self.functions]
+        return ["%s (%s)" % (f.display_name, f.short_location) for f in self.functions]
 
     def folded(self, names: Optional[Sequence[str]] = None) -> str:
         """Brendan Gregg's folded stacks: ``root;...;leaf count`` per line."""
@@ -322,7 +343,8 @@ class Profile:
         regexp = re.compile(pattern)
         flags = bytes(f.matches(regexp) for f in self.functions)
         return Profile(self._snap.strip_roots(flags), self.stats, threads=self._thread_filter,
-                       labels=self._label_filter, include_idle=self.include_idle)
+                       labels=self._label_filter, include_idle=self.include_idle,
+                       path_roots=self.path_roots)
 
     def thread_profile(self, index: int) -> "Profile":
         """The profile of the thread at ``index`` of :attr:`threads` alone

@@ -5,7 +5,6 @@ Control characters in function and file names are written as visible escapes
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any, List, Mapping, Optional
 
 from ox_profile import _validate
@@ -31,17 +30,6 @@ _MAX_NAME_WIDTH = 60
 
 def _paint(text: str, code: str, color: bool) -> str:
     return code + text + _RESET if color and code else text
-
-
-def _short_path(filename: str) -> str:
-    """``filename`` relative to the working directory when it lies inside it."""
-    if not os.path.isabs(filename):
-        return filename
-    try:
-        rel = os.path.relpath(filename)
-    except ValueError:
-        return filename
-    return filename if rel.startswith(os.pardir + os.sep) or rel == os.pardir else rel
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -91,7 +79,8 @@ def render(profile: "Profile", limit: Optional[int] = 50, sort: str = "self",
            color: bool = False, re_filter: Optional[str] = None,
            exclude: Optional[str] = None) -> str:
     """The top table of ``profile``: self %, total %, self hits, total hits, function
-    and the ``file:line`` of its hottest line, most self (or ``sort="total"``) first.
+    and the ``file:line`` of its hottest line (the file relative to the
+    ``sys.path`` entry it was imported from), most self (or ``sort="total"``) first.
 
     ``limit`` rows at most (``None``: every function); ``re_filter`` keeps
     functions whose name or file matches the regular expression, ``exclude``
@@ -117,7 +106,8 @@ def render(profile: "Profile", limit: Optional[int] = 50, sort: str = "self",
         share = stat.self_share * 100
         self_pct = _paint("%6.1f%%" % share,
                           _RED if share >= 10 else _YELLOW if share >= 2 else "", color)
-        location = "%s:%d" % (visible(_short_path(stat.function.filename)), stat.hot_line)
+        location = "%s:%d" % (visible(stat.function.short_filename or stat.function.filename),
+                              stat.hot_line)
         lines.append("%s %6.1f%% %8d %8d  %s  %s" % (
             self_pct, stat.total_share * 100, stat.self_hits, stat.total_hits,
             _paint(name.ljust(width), _CYAN, color), _paint(location, _DIM, color)))

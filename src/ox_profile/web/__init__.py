@@ -161,10 +161,12 @@ def flame_data(profile: "Profile", title: Optional[str] = None,
         for view in views:
             used.update(int(m) for m in _FUNCTION_IN_TREE.findall(str(view["tree"])))
             used.update(row[0] for row in view["top"])
-        functions: List[Any] = [[f.qualname, f.module, f.filename, int(f.firstlineno)]
+        functions: List[Any] = [[f.qualname, f.module, f.filename, int(f.firstlineno),
+                                 f.short_filename or f.filename]
                                 if f.index in used else None for f in profile.functions]
     else:
-        functions = [[f.qualname, f.module, f.filename, int(f.firstlineno)] for f in profile.functions]
+        functions = [[f.qualname, f.module, f.filename, int(f.firstlineno), f.short_filename or f.filename]
+                     for f in profile.functions]
 
     started_at = stats.get("started_at") if isinstance(stats, dict) else None
     meta: Dict[str, Any] = {

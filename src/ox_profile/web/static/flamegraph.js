@@ -2,6 +2,7 @@
  * graph.  Written for ox_profile; no third-party code.
  *
  *   var ctl = OxFlame.mount(element, flameData, {view: "all", orientation: "icicle"});
+ *   (option table: false leaves out the top-functions table, for pages that have their own)
  *   ctl.setView("thread:0"); ctl.zoom(["main", "handle"]); ctl.search("/^db_/"); ctl.reset();
  *
  * flameData is the "Flame data" JSON of docs/contract.md.  Every string that
@@ -138,7 +139,7 @@
 
     var nf = funcs.length;
     var fnName = new Array(nf), fnModule = new Array(nf), fnFile = new Array(nf),
-        fnLine = new Array(nf), fnColor = new Array(nf), fnFull = new Array(nf);
+        fnLine = new Array(nf), fnColor = new Array(nf), fnFull = new Array(nf), fnShort = new Array(nf);
     var colorCache = {};
     for (var i = 0; i < nf; i++) {
       var f = funcs[i] || [];
@@ -146,6 +147,8 @@
       fnModule[i] = String(f[1] === undefined || f[1] === null ? "" : f[1]);
       fnFile[i] = String(f[2] === undefined || f[2] === null ? "?" : f[2]);
       fnLine[i] = f[3] | 0;
+      // The file as tables show it (relative to its sys.path entry); the full path stays in tooltips.
+      fnShort[i] = f[4] === undefined || f[4] === null || f[4] === "" ? fnFile[i] : String(f[4]);
       fnFull[i] = fnModule[i] ? fnModule[i] + "." + fnName[i] : fnName[i];
       var mod = fnModule[i];
       if (!Object.prototype.hasOwnProperty.call(colorCache, mod)) { colorCache[mod] = moduleColor(mod); }
@@ -154,6 +157,7 @@
     function nameOf(fid) { return fid < 0 ? "all" : (fid < nf ? fnName[fid] : "?"); }
     function moduleOf(fid) { return fid >= 0 && fid < nf ? fnModule[fid] : ""; }
     function fileOf(fid) { return fid >= 0 && fid < nf ? fnFile[fid] : ""; }
+    function shortFileOf(fid) { return fid >= 0 && fid < nf ? fnShort[fid] : ""; }
     function lineOf(fid) { return fid >= 0 && fid < nf ? fnLine[fid] : 0; }
     function colorOf(fid) { return fid < 0 ? ROOT_COLOR : (fid < nf ? fnColor[fid] : "#ccc"); }
 
@@ -262,7 +266,8 @@
     tableWrap.appendChild(table);
     var tableNote = h("div", "oxf-table-note");
     tableWrap.appendChild(tableNote);
-    root.appendChild(tableWrap);
+    var withTable = options.table !== false;
+    if (withTable) { root.appendChild(tableWrap); }
 
     // Width of one character of node labels, for cutting names to fit.
     var charW = 7;
@@ -497,6 +502,7 @@
 
     // ---- table
     function renderTable() {
+      if (!withTable) { return; }
       var flat = state.flat;
       var vtot = flat.tot[0] || 0;
       var top = state.view.top || [];
@@ -552,7 +558,8 @@
         c3.appendChild(sw);
         c3.appendChild(h("span", "oxf-fn-name", row.name));
         if (moduleOf(row.fid)) { c3.appendChild(h("span", "oxf-fn-module", moduleOf(row.fid))); }
-        var c4 = h("td", "oxf-loc", fileOf(row.fid) + ":" + row.line);
+        var c4 = h("td", "oxf-loc", shortFileOf(row.fid) + ":" + row.line);
+        c4.title = fileOf(row.fid) + ":" + row.line;
         tr.appendChild(c1); tr.appendChild(c2); tr.appendChild(c3); tr.appendChild(c4);
         frag.appendChild(tr);
       }
