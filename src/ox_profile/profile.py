@@ -14,7 +14,7 @@ import functools
 import os
 import re
 import time
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ox_profile import _engine, _validate
 from ox_profile.paths import PathShortener
@@ -334,14 +334,18 @@ class Profile:
             "duration_nanos": int(self.duration * 1e9),
         })
 
-    def strip_root_frames(self, pattern: str) -> "Profile":
+    def strip_root_frames(self, pattern: Union[str, Callable[[Function], bool]]) -> "Profile":
         """A profile whose stacks lose their root-most frames while those
-        frames' functions match ``pattern`` (on ``module.qualname`` or the file
-        name): e.g. the frames of the tool that ran the program.  Samples
-        with only such frames (the tool at work before or after the program)
-        are left out."""
-        regexp = re.compile(pattern)
-        flags = bytes(f.matches(regexp) for f in self.functions)
+        frames' functions match ``pattern`` (a regular expression on
+        ``module.qualname`` or the file name, or a predicate on the
+        :class:`Function`): e.g. the frames of the tool that ran the program.
+        Samples with only such frames (the tool at work before or after the
+        program) are left out."""
+        if callable(pattern):
+            flags = bytes(bool(pattern(f)) for f in self.functions)
+        else:
+            regexp = re.compile(pattern)
+            flags = bytes(f.matches(regexp) for f in self.functions)
         return Profile(self._snap.strip_roots(flags), self.stats, threads=self._thread_filter,
                        labels=self._label_filter, include_idle=self.include_idle,
                        path_roots=self.path_roots)
@@ -368,6 +372,19 @@ class Profile:
         """Write the profile to ``path``; the format defaults from the extension."""
         from ox_profile import export
         return export.save(self, path, format, **options)
+
+    def _repr_html_(self) -> str:
+        """The interactive flame graph, for Jupyter and other rich front ends:
+        a self-contained page in an iframe (no network needed)."""
+        from ox_profile.web import render_inline
+        return render_inline(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """The top table, where a front end shows plain text (IPython)."""
+        if cycle:
+            printer.text(repr(self))
+        else:
+            printer.text(self.render("text", limit=15).rstrip("\n"))
 
     def __repr__(self) -> str:
         return "<Profile %d samples, %d functions, %d threads, mode=%s>" % (

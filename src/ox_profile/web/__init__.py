@@ -6,7 +6,9 @@ Flask status page.
 * :func:`flame_data` turns a :class:`ox_profile.profile.Profile` into the
   "Flame data" JSON structure of ``docs/contract.md``.
 * :func:`render_report` produces one self-contained HTML document (no network
-  access, no third-party code) from a profile or from flame data.
+  access, no third-party code) from a profile or from flame data;
+  :func:`render_inline` the same document in an ``<iframe srcdoc>``, for
+  notebooks.
 
 This module never imports the C engine: it only calls public methods of the
 profile object it is given.
@@ -29,8 +31,8 @@ from ox_profile._text import encodable
 if TYPE_CHECKING:  # pragma: no cover
     from ox_profile.profile import Profile
 
-__all__ = ["asset", "flame_data", "render_report", "dumps_for_script", "MAX_VIEWS", "json_safe",
-           "Budget", "COMPLETE"]
+__all__ = ["asset", "flame_data", "render_report", "render_inline", "dumps_for_script", "MAX_VIEWS",
+           "json_safe", "Budget", "COMPLETE"]
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
@@ -348,3 +350,20 @@ def render_report(profile_or_data: Union["Profile", Mapping[str, Any]],
     }
     # One pass, so text from the data can never be taken for a placeholder.
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], asset("report.html"))
+
+
+#: Height of the inline report in a notebook, in CSS pixels.
+INLINE_HEIGHT = 620
+
+
+def render_inline(profile_or_data: Union["Profile", Mapping[str, Any]], title: Optional[str] = None,
+                  height: int = INLINE_HEIGHT) -> str:
+    """The report of :func:`render_report` as one ``<iframe srcdoc>`` element
+    to put inside another page (a notebook's output): the document stays
+    self-contained, and its script and style cannot touch the page around it
+    (the frame is sandboxed: scripts run, in an origin of their own)."""
+    doc = render_report(profile_or_data, title=title)
+    return ('<iframe class="ox-profile-report" title="%s" sandbox="allow-scripts" '
+            'style="width: 100%%; height: %dpx; border: 1px solid #d0d0d0; border-radius: 4px;" '
+            'srcdoc="%s"></iframe>' % (_text(title or "ox_profile flame graph"), int(height),
+                                       html.escape(doc, quote=True)))
