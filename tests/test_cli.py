@@ -437,6 +437,23 @@ def test_top_rows(tmp_path):
         assert proc.returncode == 2 and proc.stderr.startswith("ox-profile: error: --top must"), proc.stderr
 
 
+def test_table_printed_from_a_launcher_with_a_long_path(tmp_path):
+    """The frames of the launcher are left out of the table by a pattern
+    holding its path: a long path (a venv deep in a tree) must not stop the
+    table (it did: the pattern went through the user filter's length cap)."""
+    deep = tmp_path.joinpath(*["a-rather-long-directory-name-%d" % i for i in range(8)], "bin")
+    deep.mkdir(parents=True)
+    launcher = deep / "ox-profile"
+    launcher.write_text("import sys\nfrom ox_profile.cli import main\nsys.exit(main())\n")
+    script = tmp_path / "busy.py"
+    script.write_text("def busy_loop():\n    return sum(i * i for i in range(2_000_000))\n\nbusy_loop()\n")
+    proc = subprocess.run([sys.executable, str(launcher), "run", str(script)], cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "could not print" not in proc.stderr and "busy_loop" in proc.stderr, proc.stderr
+    assert len(str(launcher)) > 200 and "ox-profile" not in _table_rows(proc.stderr)[0]
+
+
 def test_main_usage_error_in_process(capsys, program):
     assert cli.main(["run", "--interval", "99", str(program)]) == 2
     err = capsys.readouterr().err

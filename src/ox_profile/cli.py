@@ -636,7 +636,7 @@ def _report(profiler: Any, config: RunConfig, launcher: str, stream: Any, is_tty
                                               if t.ident != status.ident])
     try:
         table = export.render(profile, "text", limit=config.top, color=is_tty,
-                              exclude=_wrapper_frames(launcher))
+                              exclude=re.compile(_wrapper_frames(launcher)))
         with signals.interruptible():  # a stalled stderr must not keep the profile from its file
             stream.write(table)
             stream.flush()

@@ -5,7 +5,8 @@ Control characters in function and file names are written as visible escapes
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, List, Mapping, Optional
+import re
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Union
 
 from ox_profile import _validate
 from ox_profile._text import visible
@@ -77,14 +78,14 @@ def header_lines(profile: "Profile", color: bool = False) -> List[str]:
 
 def render(profile: "Profile", limit: Optional[int] = 50, sort: str = "self",
            color: bool = False, re_filter: Optional[str] = None,
-           exclude: Optional[str] = None) -> str:
+           exclude: Union[str, "re.Pattern[str]", None] = None) -> str:
     """The top table of ``profile``: self %, total %, self hits, total hits, function
     and the ``file:line`` of its hottest line (the file relative to the
     ``sys.path`` entry it was imported from), most self (or ``sort="total"``) first.
 
     ``limit`` rows at most (``None``: every function); ``re_filter`` keeps
     functions whose name or file matches the regular expression, ``exclude``
-    drops those that match this one; ``color`` adds ANSI colors (for terminals).
+    drops those that match this one (a string, or a compiled pattern); ``color`` adds ANSI colors (for terminals).
     """
     _validate.limit(limit)
     drop = _validate.regex(exclude, "exclude")
