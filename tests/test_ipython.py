@@ -43,8 +43,9 @@ HOT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def shell() -> Any:
-    from IPython.testing.globalipapp import start_ipython
-    ip = start_ipython()
+    from IPython.testing import globalipapp
+    globalipapp.start_ipython()  # once per process: later calls return None
+    ip = globalipapp.get_ipython()
     assert ip.run_cell("%load_ext ox_profile").success
     assert ip.run_cell(HOT).success
     return ip
@@ -111,9 +112,16 @@ def test_line_magic_returns_the_profile_with_r(shell) -> None:
     assert pub.items == []  # returned, not shown
     profile = shell.user_ns["oxi_p"]
     assert isinstance(profile, Profile) and profile.interval == 0.0005
-    # Only the statement's own frames: every stack starts at its <module>.
-    roots = {stack.frames[0].function.display_name for stack in profile.stacks()}
-    assert roots == {"__main__.<module>"}, roots
+    # Only the statement's own frames: every stack starts at its <module>
+    # (but for a sample or two that may land in the microseconds between
+    # resuming the sampler and running the code, or back: the magic's own).
+    roots: Dict[str, int] = {}
+    for stack in profile.stacks():
+        name = stack.frames[0].function.display_name
+        roots[name] = roots.get(name, 0) + stack.hits
+    assert roots.pop("__main__.<module>") > 100, roots
+    assert all(name.startswith(("ox_profile.profiler.", "ox_profile.ipython.")) for name in roots), roots
+    assert sum(roots.values()) <= 2, roots
     names = {s.function.qualname for s in profile.top()}
     assert "oxi_hot" in names and not [n for n in names if "run_cell" in n or "run_code" in n]
     # Shown as the Out value: HTML where the front end takes it (a kernel

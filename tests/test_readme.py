@@ -151,11 +151,12 @@ def test_flask_block(tmp_path: Path) -> None:
 
 def test_ipython_blocks(tmp_path: Path) -> None:
     pytest.importorskip("IPython")
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing import globalipapp
     load, cell = blocks("ipython")
     assert load.strip() == "%load_ext ox_profile"
     assert cell.startswith("%%ox_profile --top 10\n")
-    shell = start_ipython()
+    globalipapp.start_ipython()  # once per process: later calls return None
+    shell = globalipapp.get_ipython()
     # run_the_thing as the README defines it
     definition = python_block("from-python").split("with ox_profile.Profiler")[0]
     assert shell.run_cell(definition).success

@@ -42,6 +42,8 @@ __all__ = ["OxProfileMagics", "load_ipython_extension", "parse_line"]
 TOP_ROWS = 15
 
 _OPTION = re.compile(r"(--?[A-Za-z][\w-]*)(=\S+)?")
+#: Functions of the magic and the profiler, left out of the table.
+_OWN_FRAMES = re.compile(r"^ox_profile\.(ipython|profiler)\.")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -159,6 +161,7 @@ class OxProfileMagics(Magics):
 
     def _compile(self, source: str) -> Any:
         shell = self.shell
+        assert shell is not None  # magics are registered with a shell
         transformed = shell.transform_cell(source)
         try:
             filename = shell.compile.cache(transformed, raw_code=source)
@@ -177,11 +180,19 @@ class OxProfileMagics(Magics):
         except (ValueError, RuntimeError, NotImplementedError) as exc:
             raise UsageError("%%ox_profile: cannot create the profiler: %s" % (exc,)) from None
         error: Optional[BaseException] = None
-        profiler.start()
+        assert self.shell is not None
+        # Sampling only from resume() to pause(), both quick, so that the
+        # samples are the code's, not those of starting and joining the
+        # sampler thread.
+        profiler.start_paused()
         try:
-            exec(code, self.shell.user_ns)
-        except BaseException as exc:  # shown after the profile, then raised again
-            error = exc
+            profiler.resume()
+            try:
+                exec(code, self.shell.user_ns)
+            except BaseException as exc:  # shown after the profile, then raised again
+                error = exc
+            finally:
+                profiler.pause()
         finally:
             profiler.stop()
         profile = trim(profiler.snapshot(), runner, before, threading.get_ident())
@@ -190,10 +201,13 @@ class OxProfileMagics(Magics):
     def _display(self, profile: Profile, top: int, source: str) -> None:
         from IPython.display import display
 
+        from ox_profile.export import text
         from ox_profile.web import render_inline
         first = source.strip().splitlines()[0] if source.strip() else ""
         title = "ox_profile: %s" % (first if len(first) <= 60 else first[:57] + "...")
-        display({"text/plain": export.render(profile, "text", limit=top).rstrip("\n"),
+        # (a sample may land in the magic itself, between resuming the
+        # sampler and running the code: not a row of the table)
+        display({"text/plain": text.render(profile, limit=top, exclude=_OWN_FRAMES).rstrip("\n"),
                  "text/html": render_inline(profile, title=title)}, raw=True)
 
 

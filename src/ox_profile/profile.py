@@ -164,7 +164,7 @@ class Profile:
         else:
             shorten = PathShortener(path_roots)
             self.path_roots = shorten.roots
-            self.functions = [Function(i, *f, short_filename=shorten(f[3], f[2]))
+            self.functions = [Function(i, f[0], f[1], f[2], f[3], f[4], short_filename=shorten(f[3], f[2]))
                               for i, f in enumerate(snapshot.functions)]
             self.labels_table = list(snapshot.labels)
             self._rows = None  # built on demand: a Python list of every row
@@ -384,7 +384,8 @@ class Profile:
         if cycle:
             printer.text(repr(self))
         else:
-            printer.text(self.render("text", limit=15).rstrip("\n"))
+            from ox_profile.export import text
+            printer.text(text.render(self, limit=15).rstrip("\n"))
 
     def __repr__(self) -> str:
         return "<Profile %d samples, %d functions, %d threads, mode=%s>" % (
