@@ -404,8 +404,8 @@ def test_version(tmp_path):
     from ox_profile import _engine
     assert lines[2] == "engine %s" % _engine.__file__
     if _engine.BUILD_INFO["nogil_available"]:
-        assert lines[3].startswith("backends: nogil (GIL-free capture, reader %s) and gil"
-                                   % _engine.BUILD_INFO["reader"])
+        assert lines[3].startswith("backends: nogil (GIL-free capture, layout %s, reader %s) and gil"
+                                   % (_engine.BUILD_INFO["layout"], _engine.BUILD_INFO["reader"]))
     else:
         assert lines[3].startswith("backends: gil (portable) only; nogil not available: ")
     proc = run_cli(["version", "extra"], tmp_path)

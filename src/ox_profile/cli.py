@@ -662,8 +662,9 @@ def version_text(verbose: bool = False) -> str:
         lines.append("engine %s" % (_engine.__file__,))
         available, detail = _engine.nogil_available()
         if available:
-            lines.append("backends: nogil (GIL-free capture, reader %s) and gil (portable); default nogil"
-                         % (detail,))
+            layout = _engine.BUILD_INFO.get("layout")
+            lines.append("backends: nogil (GIL-free capture, %sreader %s) and gil (portable); default nogil"
+                         % ("layout %s, " % layout if layout else "", detail))
         else:
             lines.append("backends: gil (portable) only; nogil not available: %s" % (detail,))
     return "\n".join(lines) + "\n"
