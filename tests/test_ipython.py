@@ -19,6 +19,7 @@ import pytest
 IPython = pytest.importorskip("IPython")
 
 import ox_profile  # noqa: E402
+from conftest import ipython_shell  # noqa: E402
 from ox_profile import Profile  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -43,9 +44,7 @@ HOT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def shell() -> Any:
-    from IPython.testing import globalipapp
-    globalipapp.start_ipython()  # once per process: later calls return None
-    ip = globalipapp.get_ipython()
+    ip = ipython_shell()
     assert ip.run_cell("%load_ext ox_profile").success
     assert ip.run_cell(HOT).success
     return ip

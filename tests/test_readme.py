@@ -151,12 +151,11 @@ def test_flask_block(tmp_path: Path) -> None:
 
 def test_ipython_blocks(tmp_path: Path) -> None:
     pytest.importorskip("IPython")
-    from IPython.testing import globalipapp
+    from conftest import ipython_shell
     load, cell = blocks("ipython")
     assert load.strip() == "%load_ext ox_profile"
     assert cell.startswith("%%ox_profile --top 10\n")
-    globalipapp.start_ipython()  # once per process: later calls return None
-    shell = globalipapp.get_ipython()
+    shell = ipython_shell()
     # run_the_thing as the README defines it
     definition = python_block("from-python").split("with ox_profile.Profiler")[0]
     assert shell.run_cell(definition).success
