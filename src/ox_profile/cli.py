@@ -30,6 +30,7 @@ import dataclasses
 import importlib.util
 import math
 import os
+import pkgutil  # noqa: F401  runpy.run_path imports it lazily (with typing, on 3.13): here, unsampled
 import re
 import runpy
 import stat
