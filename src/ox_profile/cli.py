@@ -434,9 +434,12 @@ def _join_threads() -> int:
     return -1
 
 
-def _run_program(config: RunConfig, program_path: Optional[List[str]] = None) -> int:
+def _run_program(config: RunConfig, program_path: Optional[List[str]] = None,
+                 sampling: Optional[Any] = None) -> int:
     """Run the program in this process as ``__main__``; return its exit status.
-    ``program_path`` receives ``sys.path`` as the program left it."""
+    ``program_path`` receives ``sys.path`` as the program left it; ``sampling``
+    (a started, paused profiler) samples from just before the program runs
+    to once its threads are joined, and not the launcher's own work."""
     saved_argv = sys.argv[:]
     saved_path0 = sys.path[0] if sys.path else None
     if config.module is not None:
@@ -451,6 +454,8 @@ def _run_program(config: RunConfig, program_path: Optional[List[str]] = None) ->
             sys.path.append(directory)
     try:
         try:
+            if sampling is not None:
+                sampling.resume()
             if config.module is not None:
                 runpy.run_module(config.module, run_name="__main__", alter_sys=True)
             else:
@@ -467,6 +472,8 @@ def _run_program(config: RunConfig, program_path: Optional[List[str]] = None) ->
         stopped = _join_threads()
         return status if stopped < 0 else stopped
     finally:
+        if sampling is not None:
+            sampling.pause()
         if program_path is not None:
             program_path[:] = sys.path
         sys.argv = saved_argv
@@ -578,7 +585,7 @@ def _run(config: RunConfig, profiler_factory: Any) -> int:
     if status is not None:
         status.start()  # before the profiler, so that starting it is not in the profile
     try:
-        profiler.start()
+        profiler.start_paused()  # sampling starts with the program (_run_program)
     except BaseException:
         if status is not None:
             status.stop()
@@ -587,7 +594,7 @@ def _run(config: RunConfig, profiler_factory: Any) -> int:
     signals = Signals().catch()
     try:
         try:
-            code = _run_program(config, program_path)
+            code = _run_program(config, program_path, sampling=profiler)
         finally:
             signals.ending()  # from here on, signals never stop the profile from being written
     except KeyboardInterrupt:  # arrived between the program and the line above
