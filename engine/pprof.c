@@ -542,6 +542,8 @@ int oxp_pprof_encode(const oxp_db_t *db, const uint8_t *mask, const oxp_pprof_op
     const uint64_t k_thread = strtab_cstr(&st, "thread");
     const uint64_t k_thread_id = strtab_cstr(&st, "thread_id");
     const uint64_t k_endpoint = strtab_cstr(&st, "endpoint");
+    const uint64_t k_state = strtab_cstr(&st, "thread_state");
+    const uint64_t v_idle = strtab_cstr(&st, "idle");
 
     /* Each thread's name: from opts, else the database, else Thread-<native_id>;
      * resolved lazily (0 = not yet, else index + 1). */
@@ -611,6 +613,9 @@ int oxp_pprof_encode(const oxp_db_t *db, const uint8_t *mask, const oxp_pprof_op
         }
         if (c->label != OXP_NO_ID)
             put_label(&sample, k_endpoint, strtab_db(&st, db, c->label), 0);
+        /* Samples of a thread that had not run since the previous tick. */
+        if (c->idle)
+            put_label(&sample, k_state, v_idle, 0);
 
         if (sample.oom)
             goto done;

@@ -423,7 +423,9 @@ def test_snapshot_while_running_and_profile_object(backend: str) -> None:
     stacks = list(profile.stacks())
     assert sum(s.hits for s in stacks) == profile.total_samples
     assert all(s.frames[-1].function.name for s in stacks)
-    assert profile.folded().count("\n") == len({tuple(f.function.index for f in s.frames) for s in stacks})
+    # One line per distinct path, the paths of idle samples ending in [idle].
+    assert profile.folded().count("\n") == len({(tuple(f.function.index for f in s.frames), s.idle)
+                                                 for s in stacks})
     tree = profile.flame_tree()
     assert tree[0] == -1 and tree[1] == profile.total_samples
 

@@ -185,7 +185,12 @@ def test_text_table(profile):
     out = text.render(profile)
     assert "\x1b[" not in out
     header = out.splitlines()[0]
-    assert "%d samples" % profile.total_samples in header
+    # The table counts the samples of running threads; the others are said.
+    active = profile.filter(include_idle=False)
+    assert "%d samples" % active.total_samples in header
+    if active.idle_hidden:
+        assert "%d samples of waiting threads" % active.idle_hidden in out
+    assert "%d samples" % profile.total_samples in text.render(profile, idle=True).splitlines()[0]
     assert "wall mode" in header
     if profile.stats.get("backend"):
         assert str(profile.stats["backend"]) in header
@@ -194,7 +199,7 @@ def test_text_table(profile):
     assert "oxt_leaf_alpha" in out and "oxt_leaf_beta" in out
     assert "test_export.py:" in out
     # rows follow self hits, most first
-    top = profile.top()
+    top = active.top()
     first_row = [ln for ln in out.splitlines() if top[0].function.display_name in ln][0]
     assert str(top[0].self_hits) in first_row
 
@@ -246,7 +251,11 @@ def test_collapsed_parses_and_sums(profile):
     assert out.endswith("\n")
     stacks = _parse_folded(out)
     assert sum(n for _, n in stacks) == profile.total_samples
-    alpha = [frames for frames, _ in stacks if any("oxt_leaf_alpha" in f for f in frames)]
+    # Samples of a thread that was waiting end in an [idle] frame.
+    idle = sum(n for frames, n in stacks if frames[-1] == "[idle]")
+    assert idle == profile.idle_samples
+    alpha = [frames[:-1] if frames[-1] == "[idle]" else frames
+             for frames, _ in stacks if any("oxt_leaf_alpha" in f for f in frames)]
     assert alpha
     for frames in alpha:  # root first: the caller comes before the leaf
         ci = [i for i, f in enumerate(frames) if "oxt_main_caller" in f]
@@ -284,7 +293,8 @@ def test_speedscope_validates(profile, schema, unit):
     frames = doc["shared"]["frames"]
     names = [f["name"] for f in frames]
     assert any(n.endswith("oxt_leaf_alpha") for n in names)
-    assert all("file" in f and "line" in f for f in frames)
+    assert all("file" in f and "line" in f for f in frames if f["name"] != "[idle]")
+    assert frames[-1] == {"name": "[idle]"}  # the leaf of samples of waiting threads
     scale = int(round(INTERVAL * 1e9)) if unit == "nanoseconds" else 1
     threads_with_hits = [t for t in profile.threads if t.hits]
     assert len(doc["profiles"]) == len(threads_with_hits)

@@ -69,6 +69,7 @@ examples:
   ox-profile run -o profile.html script.py     and an interactive flame graph (one offline HTML file)
   ox-profile run -o out.pb.gz -m package.mod   run a module; pprof for go tool pprof, Pyroscope, Grafana
   ox-profile run --top 40 --mode cpu script.py 40 rows, only threads that use the CPU
+  ox-profile run --idle script.py              the table counts waiting threads too
   ox-profile run --interval 0.0001 -o out.speedscope.json script.py   10 kHz, for speedscope
 
 The program runs as __main__ with its own sys.argv; its exit status is kept; if
@@ -103,6 +104,7 @@ class RunConfig:
     output: Optional[str]
     fmt: Optional[str]
     top: Optional[int] = TOP_LIMIT  # rows of the table; None: every function
+    idle: bool = False  # the table counts the samples of waiting threads too
     script: Optional[str] = None  # absolute path, or None with a module
     module: Optional[str] = None
     args: List[str] = dataclasses.field(default_factory=list)
@@ -142,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="memory cap of the sample database, in MiB")
     run.add_argument("--top", metavar="N", default=str(TOP_LIMIT),
                      help="rows of the top table (default %d; 'all' for every function)" % TOP_LIMIT)
+    run.add_argument("--idle", action="store_true",
+                     help="count in the table the samples of threads that were waiting (sleeping, blocked "
+                          "on a lock or I/O), which it leaves out by default; outputs keep every sample")
     run.add_argument("-m", dest="module", metavar="MODULE",
                      help="run a library module as a script (the rest are its arguments)")
     sub.add_parser("version", help="print the version, the engine and its backends")
@@ -290,7 +295,8 @@ def parse_run(args: Sequence[str]) -> RunConfig:
         _check_output(output)
     config = RunConfig(interval=interval, mode=ns.mode,
                        backend=None if ns.backend == "auto" else ns.backend,
-                       max_memory=max_memory, output=output, fmt=fmt, top=top, args=prog_args)
+                       max_memory=max_memory, output=output, fmt=fmt, top=top, idle=ns.idle,
+                       args=prog_args)
     if ns.module is not None:
         config.module = ns.module
     else:
@@ -643,7 +649,7 @@ def _report(profiler: Any, config: RunConfig, launcher: str, stream: Any, is_tty
             profile = profile.filter(threads=[t.index for t in profile.threads
                                               if t.ident != status.ident])
     try:
-        table = export.render(profile, "text", limit=config.top, color=is_tty,
+        table = export.render(profile, "text", limit=config.top, color=is_tty, idle=config.idle,
                               exclude=re.compile(_wrapper_frames(launcher)))
         with signals.interruptible():  # a stalled stderr must not keep the profile from its file
             stream.write(table)

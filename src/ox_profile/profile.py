@@ -175,8 +175,9 @@ class Profile:
         if self._label_filter is not None:
             label_flags = bytes([1 if None in self._label_filter else 0] +
                                 [1 if lab in self._label_filter else 0 for lab in self.labels_table])
+        self._flags = (thread_flags, label_flags)
         mask, thread_hits, total, gil, cpu, label_hits, idle, hidden = snapshot.select(
-            thread_flags, label_flags, self.include_idle)
+            thread_flags, label_flags, -1 if self.include_idle else 0)
         self._mask: Optional[bytes] = mask
         self._label_hits: List[int] = label_hits  # [no label, label 0, label 1...]
         self.total_samples: int = total
@@ -305,9 +306,20 @@ class Profile:
             return [f.seed_name for f in self.functions]
         return ["%s (%s)" % (f.display_name, f.short_location) for f in self.functions]
 
-    def folded(self, names: Optional[Sequence[str]] = None) -> str:
-        """Brendan Gregg's folded stacks: ``root;...;leaf count`` per line."""
-        return self._snap.folded(self._mask, list(names if names is not None else self.frame_names()))
+    def folded(self, names: Optional[Sequence[str]] = None, idle_frame: Optional[str] = "[idle]") -> str:
+        """Brendan Gregg's folded stacks: ``root;...;leaf count`` per line.
+        Samples of idle threads get ``idle_frame`` as an extra leaf (None: no
+        marker, merged with the active ones)."""
+        labels = list(names if names is not None else self.frame_names())
+        if idle_frame is None or not self.idle_samples:
+            return self._snap.folded(self._mask, labels)
+        thread_flags, label_flags = self._flags
+        active = self._snap.select(thread_flags, label_flags, 0)[0]
+        idle = self._snap.select(thread_flags, label_flags, 1)[0]
+        marked = "".join("%s;%s %s\n" % (path, idle_frame, count)
+                         for path, _, count in (line.rpartition(" ")
+                                                for line in self._snap.folded(idle, labels).splitlines()) if path)
+        return self._snap.folded(active, labels) + marked
 
     def flame_tree(self) -> list:
         """The call tree as nested ``[function, total, self, children]`` lists

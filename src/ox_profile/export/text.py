@@ -63,6 +63,9 @@ def header_lines(profile: "Profile", color: bool = False) -> List[str]:
     lines = [_paint("ox_profile: " + ", ".join(parts), _BOLD, color)]
     if stats.get("warning"):
         lines.append(_paint("warning: %s" % stats["warning"], _YELLOW, color))
+    if profile.idle_hidden:
+        lines.append(_paint("%d samples of waiting threads (idle: sleeping, blocked on a lock or I/O) left out; "
+                            "--idle (idle=True) counts them" % profile.idle_hidden, _DIM, color))
 
     dropped = stats.get("dropped") or {}
     lost = sum(int(v) for v in dropped.values()) if isinstance(dropped, Mapping) else 0
@@ -78,7 +81,7 @@ def header_lines(profile: "Profile", color: bool = False) -> List[str]:
 
 def render(profile: "Profile", limit: Optional[int] = 50, sort: str = "self",
            color: bool = False, re_filter: Optional[str] = None,
-           exclude: Union[str, "re.Pattern[str]", None] = None) -> str:
+           exclude: Union[str, "re.Pattern[str]", None] = None, idle: bool = False) -> str:
     """The top table of ``profile``: self %, total %, self hits, total hits, function
     and the ``file:line`` of its hottest line (the file relative to the
     ``sys.path`` entry it was imported from), most self (or ``sort="total"``) first.
@@ -86,12 +89,18 @@ def render(profile: "Profile", limit: Optional[int] = 50, sort: str = "self",
     ``limit`` rows at most (``None``: every function); ``re_filter`` keeps
     functions whose name or file matches the regular expression, ``exclude``
     drops those that match this one (a string, or a compiled pattern); ``color`` adds ANSI colors (for terminals).
+    Samples of waiting threads (idle) are left out, and their number said,
+    unless ``idle``; shares are of the samples shown.
     """
     _validate.limit(limit)
     drop = _validate.regex(exclude, "exclude")
+    profile = profile.filter(include_idle=bool(idle))
     lines = header_lines(profile, color)
     if profile.total_samples == 0:
-        lines.append("no samples were collected (did the program run long enough?)")
+        if profile.idle_hidden:
+            lines.append("every sample is of a waiting thread: --idle (idle=True) shows them")
+        else:
+            lines.append("no samples were collected (did the program run long enough?)")
         return "\n".join(lines) + "\n"
     everything = profile.top(sort=sort, re_filter=re_filter)
     if drop is not None:

@@ -24,7 +24,7 @@ import math
 import os
 import re
 import secrets
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from ox_profile._text import encodable
 
@@ -138,25 +138,47 @@ def _extra_views(profile: "Profile", per_thread: bool, budget: Budget) -> "tuple
 
 
 def flame_data(profile: "Profile", title: Optional[str] = None,
-               per_thread: bool = True, budget: Budget = COMPLETE) -> Dict[str, Any]:
+               per_thread: bool = True, budget: Budget = COMPLETE, idle_views: bool = True) -> Dict[str, Any]:
     """The "Flame data" dict of ``docs/contract.md`` for ``profile``: an
     "All threads" view, then one view per thread with samples (when
     ``per_thread``) and one per label, within ``budget`` (default: every
-    node, at most :data:`MAX_VIEWS` views).  ``meta`` says what was left out."""
+    node, at most :data:`MAX_VIEWS` views).  ``meta`` says what was left out.
+
+    With ``idle_views`` the views hold the samples of running threads, and
+    each view that has samples of waiting (idle) threads too gets a companion
+    with them (key ``KEY+idle``, ``"idle_of": KEY``), which the page's "Idle
+    samples" switch shows; without, the views are of ``profile`` as it is."""
     stats = json_safe(dict(profile.stats or {}))
-    threads, labels, omitted = _extra_views(profile, per_thread, budget)
-    extra = len(threads) + len(labels)
+    full = profile.filter(include_idle=True) if idle_views else profile
+    shown = profile.filter(include_idle=False) if idle_views else profile
+    threads, labels, omitted = _extra_views(full, per_thread, budget)
+    # (key, label, profile shown by default, profile with idle samples or None)
+    specs: List[Tuple[str, str, "Profile", Optional["Profile"]]] = [("all", "All threads", shown, full)]
+    for info in threads:
+        specs.append(("thread:%d" % info.index, "%s (%d)" % (info.name, info.ident),
+                      shown.thread_profile(info.index), full.thread_profile(info.index)))
+    for lab in labels:
+        specs.append(("label:%s" % lab, "endpoint: %s" % lab, shown.filter(labels=[lab]),
+                      full.filter(labels=[lab])))
+    if not idle_views:
+        specs = [(key, label, view_profile, None) for key, label, view_profile, _ in specs]
+    else:
+        specs = [(key, label, view_profile, with_idle if with_idle.idle_samples else None)
+                 for key, label, view_profile, with_idle in specs]
+    extra = len(specs) - 1 + sum(1 for spec in specs if spec[3] is not None)
     main_nodes = share = budget.max_nodes
     if budget.max_nodes is not None and extra:
         main_nodes = budget.max_nodes // 2
         share = max(1, (budget.max_nodes - main_nodes) // extra)
-    views: List[Dict[str, Any]] = [_view("all", "All threads", profile, budget, main_nodes)]
-    for info in threads:
-        views.append(_view("thread:%d" % info.index, "%s (%d)" % (info.name, info.ident),
-                           profile.thread_profile(info.index), budget, share))
-    for lab in labels:
-        views.append(_view("label:%s" % lab, "endpoint: %s" % lab, profile.filter(labels=[lab]),
-                           budget, share))
+    views: List[Dict[str, Any]] = []
+    for i, (key, label, view_profile, with_idle) in enumerate(specs):
+        nodes = main_nodes if i == 0 else share
+        if i == 0 or view_profile.total_samples:
+            views.append(_view(key, label, view_profile, budget, nodes))
+        if with_idle is not None:
+            companion = _view(key + "+idle", label + ", idle included", with_idle, budget, share)
+            companion["idle_of"] = key
+            views.append(companion)
 
     if budget.used_functions_only:
         used = set()
@@ -181,6 +203,8 @@ def flame_data(profile: "Profile", title: Optional[str] = None,
         "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "stats": stats,
         "views_omitted": omitted,
+        # Samples of waiting threads not in the default views ("Idle samples" shows them).
+        "idle_hidden": int(shown.idle_hidden) if idle_views else 0,
     }
     if budget.max_nodes is not None:
         meta["nodes"] = sum(int(v.get("nodes", 0)) for v in views)
@@ -310,6 +334,9 @@ def _header_html(meta: Mapping[str, Any]) -> str:
         add("started", when.strftime("%Y-%m-%d %H:%M:%S UTC"))
     if meta.get("views_omitted"):
         add("views omitted", meta["views_omitted"])
+    if meta.get("idle_hidden"):
+        add("idle samples", "{:,} of waiting threads, shown by the Idle samples switch".format(
+            int(meta["idle_hidden"])))
     if stats.get("warning"):
         items.append('<span class="oxr-item oxr-warning"><span class="oxr-key">warning</span> '
                      '<span class="oxr-val">%s</span></span>' % _text(stats["warning"]))

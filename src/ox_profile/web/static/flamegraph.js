@@ -186,13 +186,51 @@
     viewLabel.appendChild(h("span", "oxf-field-name", "View"));
     var viewSelect = h("select", "oxf-view");
     viewSelect.setAttribute("aria-label", "View");
-    views.forEach(function (v, idx) {
-      var opt = h("option", null, (v.label || v.key) + " \u2014 " + fmtInt(v.total || 0) + " samples");
-      opt.value = String(v.key === undefined ? idx : v.key);
-      viewSelect.appendChild(opt);
+    // Views with "idle_of" hold the samples of waiting threads too: the
+    // "Idle samples" switch shows them in place of the views they extend.
+    var withIdle = {};
+    views.forEach(function (v) {
+      if (v.idle_of !== undefined) { withIdle[String(v.idle_of)] = v; }
     });
+    var hasIdle = views.some(function (v) { return v.idle_of !== undefined; });
+    var idleOn = !!options.idle && hasIdle;
+    function keyOf(v, idx) { return String(v.key === undefined ? idx : v.key); }
+    function listedViews() {
+      var out = [];
+      var bases = {};
+      views.forEach(function (v) { if (v.idle_of === undefined) { bases[keyOf(v, 0)] = true; } });
+      views.forEach(function (v, idx) {
+        if (v.idle_of === undefined) {
+          out.push(idleOn && withIdle[keyOf(v, idx)] ? withIdle[keyOf(v, idx)] : v);
+        } else if (idleOn && !bases[String(v.idle_of)]) {
+          out.push(v); // a view that has only idle samples
+        }
+      });
+      return out;
+    }
+    function fillViewSelect() {
+      viewSelect.textContent = "";
+      listedViews().forEach(function (v) {
+        var opt = h("option", null, (v.label || v.key) + " \u2014 " + fmtInt(v.total || 0) + " samples");
+        opt.value = keyOf(v, views.indexOf(v));
+        viewSelect.appendChild(opt);
+      });
+    }
+    fillViewSelect();
     viewLabel.appendChild(viewSelect);
     bar.appendChild(viewLabel);
+
+    var idleBox = null;
+    if (hasIdle) {
+      var idleLabel = h("label", "oxf-field oxf-idle");
+      idleLabel.title = "samples of threads that were waiting (sleeping, blocked on a lock or I/O), not running";
+      idleBox = h("input", "oxf-idle-box");
+      idleBox.type = "checkbox";
+      idleBox.checked = idleOn;
+      idleLabel.appendChild(idleBox);
+      idleLabel.appendChild(h("span", "oxf-field-name", "Idle samples"));
+      bar.appendChild(idleLabel);
+    }
 
     var searchLabel = h("label", "oxf-field");
     searchLabel.appendChild(h("span", "oxf-field-name", "Search"));
@@ -587,6 +625,21 @@
       return -1;
     }
 
+    function setIdle(on) {
+      if (!hasIdle) { return false; }
+      idleOn = !!on;
+      if (idleBox) { idleBox.checked = idleOn; }
+      var base = state.view && state.view.idle_of !== undefined ? String(state.view.idle_of)
+        : String(state.view ? state.view.key : "all");
+      fillViewSelect();
+      var target = idleOn && withIdle[base] ? withIdle[base].key : base;
+      if (findView(target) < 0 || (!idleOn && state.view && state.view.idle_of !== undefined &&
+                                   findView(base) < 0)) {
+        target = views[0].key === undefined ? 0 : views[0].key; // a view that had only idle samples
+      }
+      return setView(target);
+    }
+
     function setView(key) {
       var idx = findView(key);
       if (idx < 0) { return false; }
@@ -718,6 +771,10 @@
     // ---- start
     var first = options.view !== undefined && options.view !== null && findView(options.view) >= 0
       ? options.view : (views[0].key === undefined ? 0 : views[0].key);
+    if (idleOn && withIdle[String(first)]) { first = withIdle[String(first)].key; }
+    if (idleBox) {
+      idleBox.addEventListener("change", function () { setIdle(idleBox.checked); });
+    }
     if (options.search) { searchInput.value = String(options.search); }
     state.matcher = makeMatcher(searchInput.value);
     state.searchText = searchInput.value;
@@ -726,13 +783,14 @@
 
     return {
       setView: setView,
+      setIdle: setIdle,
       zoom: zoom,
       search: search,
       reset: reset,
       setOrientation: setOrientation,
       state: function () {
         var total = state.flat.tot[0] || 0;
-        return {view: String(state.view.key), zoom: zoomPath(), zoomNode: state.zoom,
+        return {view: String(state.view.key), idle: idleOn, zoom: zoomPath(), zoomNode: state.zoom,
                 search: state.searchText, matched: state.matched, total: total,
                 orientation: state.orientation, sortKey: state.sortKey,
                 sortDir: state.sortDir < 0 ? "desc" : "asc"};
