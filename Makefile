@@ -5,23 +5,31 @@ VPY     := $(VENV)/bin/python
 PIP     := $(VPY) -m pip --disable-pip-version-check -q
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SRCS    := $(wildcard engine/*.c engine/*.h) setup.py
-PYDEPS  := pytest pytest-timeout Flask Flask-Login jsonschema playwright gunicorn uwsgi
+PYDEPS  := pytest pytest-timeout Flask Flask-Login jsonschema playwright gunicorn uwsgi build mypy ipython ipykernel nbclient nbformat
 APTDEPS := chromium golang-go wrk
 
-.PHONY: all venv build demo test test-fast test-versions test-asan valgrind lint sysdeps bench clean
+.PHONY: all venv build engine demo test test-fast test-versions test-asan valgrind lint sysdeps bench clean
 
 all: build
 
-$(VENV)/.stamp: pyproject.toml Makefile
+# The package alone (what `make demo` needs), then the test toolchain on top.
+$(VENV)/.stamp-base: pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
-	$(PIP) install setuptools wheel $(PYDEPS)
+	$(PIP) install setuptools wheel
 	OXP_WERROR=1 $(PIP) install --no-build-isolation -e .
+	touch $@
+
+# (Again when the Makefile changes: PYDEPS may have.)
+$(VENV)/.stamp: $(VENV)/.stamp-base Makefile
+	$(PIP) install $(PYDEPS)
 	touch $@
 
 venv: $(VENV)/.stamp
 
 # The in-place build the editable install points at; -Werror as in CI.
-build: $(VENV)/.stamp
+build: $(VENV)/.stamp engine
+
+engine: $(VENV)/.stamp-base
 	OXP_WERROR=1 $(VPY) setup.py -q build_ext --inplace 2>&1 | grep -v -E '^(running|copying)' || true
 	$(VPY) -c "import ox_profile._engine as e; print('engine built:', e.BUILD_INFO)"
 
@@ -39,7 +47,8 @@ sysdeps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-demo: build
+# Only the package itself: no test toolchain.
+demo: engine
 	$(VPY) -m ox_profile run -o demo-profile.html examples/demo.py
 
 # The CPython versions make test covers.  The main venv (PY) runs the whole

@@ -236,6 +236,65 @@ static PyObject *Database_info(DatabaseObject *self, PyObject *unused)
                          (unsigned long long)overflow);
 }
 
+/* Samples recorded per thread so far, summed over the rows under the lock (no
+ * snapshot): {ident: hits}.  Threads that share an ident (one ended, the OS
+ * reused its ident) are summed together. */
+static PyObject *Database_thread_hits(DatabaseObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (check_db(self) < 0) {
+        return NULL;
+    }
+    PyObject *result = PyDict_New();
+    if (result == NULL) {
+        return NULL;
+    }
+    pthread_mutex_lock(&self->db.lock);
+    size_t nthreads = self->db.threads.len, nrows = self->db.counts.len;
+    uint64_t *hits = calloc(nthreads + 1, sizeof(uint64_t));
+    uint64_t *idents = malloc((nthreads + 1) * sizeof(uint64_t));
+    if (hits != NULL && idents != NULL) {
+        const oxp_count_t *rows = oxp_db_counts(&self->db);
+        const oxp_thread_t *threads = oxp_db_threads(&self->db);
+        for (size_t r = 0; r < nrows; r++) {
+            if (rows[r].thread < nthreads) {
+                hits[rows[r].thread] += rows[r].hits;
+            }
+        }
+        for (size_t t = 0; t < nthreads; t++) {
+            idents[t] = threads[t].ident;
+        }
+    }
+    pthread_mutex_unlock(&self->db.lock);
+    if (hits == NULL || idents == NULL) {
+        free(hits);
+        free(idents);
+        Py_DECREF(result);
+        return PyErr_NoMemory();
+    }
+    for (size_t t = 0; t < nthreads; t++) {
+        PyObject *key = PyLong_FromUnsignedLongLong(idents[t]);
+        PyObject *old = key ? PyDict_GetItemWithError(result, key) : NULL; /* borrowed */
+        unsigned long long sum = hits[t];
+        if (old != NULL) {
+            sum += PyLong_AsUnsignedLongLong(old);
+        }
+        PyObject *value = (key != NULL && !PyErr_Occurred()) ? PyLong_FromUnsignedLongLong(sum) : NULL;
+        int failed = value == NULL || PyDict_SetItem(result, key, value) < 0;
+        Py_XDECREF(key);
+        Py_XDECREF(value);
+        if (failed) {
+            free(hits);
+            free(idents);
+            Py_DECREF(result);
+            return NULL;
+        }
+    }
+    free(hits);
+    free(idents);
+    return result;
+}
+
 static PyMethodDef Database_methods[] = {
     {"snapshot", (PyCFunction)Database_snapshot, METH_NOARGS, "An immutable copy of the data (a Snapshot)."},
     {"clear", (PyCFunction)Database_clear, METH_NOARGS, "Forget everything recorded."},
@@ -243,6 +302,7 @@ static PyMethodDef Database_methods[] = {
      "capture_now(include_self=True): record every thread's stack now (holds the GIL)."},
     {"set_thread_names", (PyCFunction)Database_set_thread_names, METH_O, "Name threads: {ident: name}."},
     {"info", (PyCFunction)Database_info, METH_NOARGS, "Sizes: memory, stacks, functions, samples."},
+    {"thread_hits", (PyCFunction)Database_thread_hits, METH_NOARGS, "Samples per thread so far: {ident: hits}."},
     {NULL, NULL, 0, NULL},
 };
 

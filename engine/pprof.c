@@ -474,6 +474,33 @@ static void put_function(pbuf_t *out, uint64_t id, uint64_t name, uint64_t syste
     pb_uint(out, FUNCTION_START_LINE, sl);
 }
 
+/* A function's name and system_name.  The name is module-qualified
+ * ("pkg.mod.Class.method", "pkg.mod.<module>") so that functions of different
+ * modules never merge into one row, and the qualname alone only when the
+ * module is unknown.  system_name is the qualname when it differs from the
+ * name, else empty: pprof takes a function whose system_name equals its name
+ * for a C++ symbol to "demangle" and cuts everything between '<' and '>' out of
+ * it, which turns "<module>" into "<unknown>". */
+static void function_names(strtab_t *st, const oxp_db_t *db, const oxp_func_t *f, uint64_t *name,
+                           uint64_t *system_name)
+{
+    const char *module = oxp_db_str(db, f->module), *qualname = oxp_db_str(db, f->qualname);
+    if (module[0] == '\0' || strcmp(module, "?") == 0) {
+        *name = strtab_db(st, db, f->qualname);
+        *system_name = 0;
+        return;
+    }
+    size_t mlen = strlen(module), qlen = strlen(qualname);
+    char *full = malloc(mlen + 1 + qlen + 1);
+    if (full != NULL) {
+        memcpy(full, module, mlen);
+        full[mlen] = '.';
+        memcpy(full + mlen + 1, qualname, qlen + 1);
+    }
+    *name = strtab_owned(st, full); /* sets st->oom when full is NULL */
+    *system_name = strtab_db(st, db, f->qualname);
+}
+
 /* ---------------------------------------------------------------------------
  * The encoder. */
 
@@ -515,6 +542,8 @@ int oxp_pprof_encode(const oxp_db_t *db, const uint8_t *mask, const oxp_pprof_op
     const uint64_t k_thread = strtab_cstr(&st, "thread");
     const uint64_t k_thread_id = strtab_cstr(&st, "thread_id");
     const uint64_t k_endpoint = strtab_cstr(&st, "endpoint");
+    const uint64_t k_state = strtab_cstr(&st, "thread_state");
+    const uint64_t v_idle = strtab_cstr(&st, "idle");
 
     /* Each thread's name: from opts, else the database, else Thread-<native_id>;
      * resolved lazily (0 = not yet, else index + 1). */
@@ -584,6 +613,9 @@ int oxp_pprof_encode(const oxp_db_t *db, const uint8_t *mask, const oxp_pprof_op
         }
         if (c->label != OXP_NO_ID)
             put_label(&sample, k_endpoint, strtab_db(&st, db, c->label), 0);
+        /* Samples of a thread that had not run since the previous tick. */
+        if (c->idle)
+            put_label(&sample, k_state, v_idle, 0);
 
         if (sample.oom)
             goto done;
@@ -595,8 +627,8 @@ int oxp_pprof_encode(const oxp_db_t *db, const uint8_t *mask, const oxp_pprof_op
 
     for (size_t i = 0; i < nfuncs; i++) {
         const oxp_func_t *f = &funcs[i];
-        uint64_t name = strtab_db(&st, db, f->qualname);
-        uint64_t system_name = strtab_db(&st, db, f->name);
+        uint64_t name, system_name;
+        function_names(&st, db, f, &name, &system_name);
         uint64_t filename = strtab_db(&st, db, f->filename);
         put_function(&buf, i + 1, name, system_name, filename, f->firstlineno);
     }

@@ -26,7 +26,7 @@ typedef struct {
  * cpu/nanoseconds when opts->cpu_mode); one Sample per selected row with its locations leaf
  * first, values [hits, hits * interval_ns (, cpu_ns)] and labels thread (name), thread_id
  * (ident) and endpoint (the row's label, when it has one); one Function per database function
- * (id = index + 1); one Location per distinct (function, line), shared by samples.  A thread
+ * (id = index + 1), named module.qualname (system_name: the qualname); one Location per distinct (function, line), shared by samples.  A thread
  * with no name from opts or from the database is named "Thread-<native_id>".  opts may be
  * NULL (wall mode, no period, no times). */
 int oxp_pprof_encode(const oxp_db_t *db, const uint8_t *mask, const oxp_pprof_opts_t *opts,

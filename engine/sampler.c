@@ -128,6 +128,7 @@ void oxp_atfork_child(void)
             s->rearm = s->state == OXP_RUNNING;
             s->rearm_paused = s->paused;
             s->thread_started = 0;
+            s->thread_up = 0;
             s->forked = 1;
             s->state = OXP_STOPPED;
             /* Its tstate was for a thread CPython has already forgotten. */
@@ -297,6 +298,8 @@ static void *sampler_main(void *arg)
 
     uint64_t tick_no = 0;
     pthread_mutex_lock(&s->state_lock);
+    s->thread_up = 1;
+    pthread_cond_broadcast(&s->tick_done);
     int64_t next = oxp_now_ns() + s->interval_ns;
     while (s->state == OXP_RUNNING) {
         if (s->paused) {
@@ -371,6 +374,7 @@ int oxp_sampler_start(oxp_sampler_t *s, int paused)
     s->reschedule = 0;
     s->forked = 0;
     s->rearm = 0;
+    s->thread_up = 0;
     if (s->backend == OXP_BACKEND_NOGIL) {
         /* Without it the capture reads through system calls: slower, as safe. */
         (void)oxp_saferead_install();
@@ -396,6 +400,24 @@ int oxp_sampler_start(oxp_sampler_t *s, int paused)
     }
     s->thread_started = 1;
     pthread_mutex_unlock(&s->state_lock);
+    /* Return once the thread runs its loop, so that sampling (or resume())
+     * takes effect at once even when a loaded machine is slow to schedule a
+     * new thread; never longer than 2 s.  The GIL is released meanwhile and
+     * never waited for while the state lock is held. */
+    PyThreadState *saved = PyGILState_Check() ? PyEval_SaveThread() : NULL;
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline); /* tick_done's clock */
+    deadline.tv_sec += 2;
+    pthread_mutex_lock(&s->state_lock);
+    while (!s->thread_up && s->state == OXP_RUNNING) {
+        if (pthread_cond_timedwait(&s->tick_done, &s->state_lock, &deadline) == ETIMEDOUT) {
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->state_lock);
+    if (saved != NULL) {
+        PyEval_RestoreThread(saved);
+    }
     return 0;
 }
 

@@ -85,10 +85,10 @@ enum { OXP_STOPPED = 0, OXP_RUNNING = 1, OXP_EXITING = 2 };
 
 typedef struct oxp_sampler {
     /* Guards state, paused, interval_ns, reschedule, thread_started,
-     * in_tick. */
+     * thread_up, in_tick. */
     pthread_mutex_t state_lock;
     pthread_cond_t wake; /* signalled on any change of the fields above */
-    pthread_cond_t tick_done; /* signalled when in_tick drops to 0 */
+    pthread_cond_t tick_done; /* signalled when in_tick drops to 0, and when the thread is up */
     int in_tick; /* the thread is capturing: pause() waits for it to end */
     int state;
     int paused;
@@ -97,6 +97,7 @@ typedef struct oxp_sampler {
     int guarded;    /* db->lock: its thread reads with a guarded direct copy (saferead.h) */
     int64_t interval_ns;
     int thread_started; /* `thread` is joinable */
+    int thread_up;      /* the thread runs its loop (start() waits for it) */
     pthread_t thread;
     int forked; /* the thread was lost in a fork (child side) */
     int rearm;        /* child side: the thread ran in the parent; Python restarts it (state_lock) */

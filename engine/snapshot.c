@@ -1580,8 +1580,12 @@ static int get_flags(PyObject *obj, size_t n, Py_buffer *view, const uint8_t **f
 static PyObject *Snapshot_select(SnapshotObject *self, PyObject *args)
 {
     PyObject *tf_obj, *lf_obj;
-    int with_idle = 1;
-    if (!PyArg_ParseTuple(args, "OO|p:select", &tf_obj, &lf_obj, &with_idle)) {
+    int idle = -1; /* -1: every sample; 0: active ones only; 1: idle ones only */
+    if (!PyArg_ParseTuple(args, "OO|i:select", &tf_obj, &lf_obj, &idle)) {
+        return NULL;
+    }
+    if (idle < -1 || idle > 1) {
+        PyErr_SetString(PyExc_ValueError, "idle must be -1 (all samples), 0 (active only) or 1 (idle only)");
         return NULL;
     }
     Py_buffer tv, lv;
@@ -1601,7 +1605,7 @@ static PyObject *Snapshot_select(SnapshotObject *self, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
-    if (tf != NULL || lf != NULL || !with_idle) {
+    if (tf != NULL || lf != NULL || idle >= 0) {
         mask = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)nrows);
         if (mask == NULL) {
             goto done;
@@ -1618,8 +1622,8 @@ static PyObject *Snapshot_select(SnapshotObject *self, PyObject *args)
         if (keep && lf != NULL && !lf[label_index(self, rows[r].label) + 1]) {
             keep = 0;
         }
-        if (keep && rows[r].idle && !with_idle) {
-            idle_hidden += rows[r].hits;
+        if (keep && idle >= 0 && (int)rows[r].idle != idle) {
+            idle_hidden += rows[r].idle ? rows[r].hits : 0;
             keep = 0;
         }
         if (mask != NULL) {
@@ -1718,8 +1722,8 @@ static PyMethodDef Snapshot_methods[] = {
      "from_raw(functions, threads, labels, stacks, rows) -> Snapshot built from plain tuples."},
     {"stack", (PyCFunction)Snapshot_stack, METH_O, "stack(i) -> ((function, line), ...), leaf first."},
     {"select", (PyCFunction)Snapshot_select, METH_VARARGS,
-     "select(thread_flags, label_flags, with_idle=True) -> (mask, thread_hits, total, gil, cpu_ns, label_hits, "
-     "idle, idle_left_out)."},
+     "select(thread_flags, label_flags, idle=-1) -> (mask, thread_hits, total, gil, cpu_ns, label_hits, "
+     "idle, idle_left_out); idle: -1 every sample, 0 active ones, 1 idle ones."},
     {"aggregate", (PyCFunction)Snapshot_aggregate, METH_VARARGS,
      "aggregate(mask=None, groups=None, order=None, limit=-1) -> [(group, self_hits, total_hits)]."},
     {"line_hits", (PyCFunction)Snapshot_line_hits, METH_VARARGS,

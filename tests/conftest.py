@@ -58,3 +58,16 @@ def spin_until_sampled(profiler, samples: int, at_least: float = 0.0, timeout: f
         spin(0.01)
         if profiler.stats()["samples"] >= target and time.perf_counter() - start >= at_least:
             return
+
+
+def ipython_shell():
+    """The process's one test IPython shell (IPython.testing.globalipapp),
+    without its history-saving thread: a thread left waiting in the test
+    process would take half of every later wall-mode profile."""
+    from IPython.testing import globalipapp
+    globalipapp.start_ipython()  # once per process: later calls do nothing
+    shell = globalipapp.get_ipython()
+    thread = getattr(shell.history_manager, "save_thread", None)
+    if thread is not None and thread.is_alive():
+        thread.stop()
+    return shell

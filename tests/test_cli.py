@@ -358,6 +358,12 @@ def test_live_status_on_a_tty(program, tmp_path):
     status = re.findall(r"\r\x1b\[Kox_profile: (\d+\.\d) s, (\d+) samples", text)
     assert status, text
     assert float(status[-1][0]) >= 1.0, text
+    # The live line counts what the final report counts (the status thread's
+    # own samples left out of both): never more than the final total, and
+    # its last value, drawn within 0.5 s of the end, most of it.
+    final = int(re.search(r"ox_profile: (\d+) samples, in ", text).group(1))
+    live = int(status[-1][1])
+    assert 0.4 * final <= live <= final, (live, final)
     assert "\x1b[1m" in text, text  # the table is colored on a terminal
     assert "ox_profile: wrote collapsed profile to" in text, text
     # the status thread's own samples are left out of the profile
@@ -376,6 +382,76 @@ def test_main_help(capsys):
     out = capsys.readouterr().out
     assert "--interval" in out and "-m MODULE" in out
     assert cli.main([]) == 2
+
+
+def test_run_help_shows_examples_and_environment(capsys):
+    assert cli.main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "ox-profile run -o profile.html script.py" in out
+    assert "environment:" in out
+    assert "OX_PROFILE_BACKEND=auto|nogil|gil" in out and "OX_PROFILE_READER=" in out
+    assert "--top N" in out and "--version" not in out
+
+
+def test_version(tmp_path):
+    import ox_profile
+    proc = run_cli(["--version"], tmp_path)
+    assert proc.returncode == 0 and proc.stdout == "ox-profile %s\n" % ox_profile.__version__
+    proc = run_cli(["version"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "ox-profile %s" % ox_profile.__version__
+    from ox_profile import _engine
+    assert lines[2] == "engine %s" % _engine.__file__
+    if _engine.BUILD_INFO["nogil_available"]:
+        assert lines[3].startswith("backends: nogil (GIL-free capture, layout %s, reader %s) and gil"
+                                   % (_engine.BUILD_INFO["layout"], _engine.BUILD_INFO["reader"]))
+    else:
+        assert lines[3].startswith("backends: gil (portable) only; nogil not available: ")
+    proc = run_cli(["version", "extra"], tmp_path)
+    assert proc.returncode == 2 and proc.stderr == "ox-profile: error: 'version' takes no arguments\n"
+
+
+def _table_rows(stderr: str) -> List[str]:
+    lines = stderr.splitlines()
+    head = [i for i, line in enumerate(lines) if line.lstrip().startswith("self%")]
+    assert head, stderr
+    return [line for line in lines[head[0] + 1:] if re.match(r"^\s+\d+\.\d%", line)]
+
+
+def test_top_rows(tmp_path):
+    script = tmp_path / "many.py"
+    script.write_text("".join("def f%d():\n    return sum(i * i for i in range(40000))\n" % i for i in range(30))
+                      + "for _ in range(8):\n" + "".join("    f%d()\n" % i for i in range(30)))
+    default = run_cli(["run", str(script)], tmp_path)
+    assert default.returncode == 0, default.stderr
+    assert len(_table_rows(default.stderr)) == cli.TOP_LIMIT
+    assert re.search(r"^\.\.\. \d+ more functions$", default.stderr, re.M)
+    three = run_cli(["run", "--top", "3", str(script)], tmp_path)
+    assert len(_table_rows(three.stderr)) == 3
+    every = run_cli(["run", "--top", "all", str(script)], tmp_path)
+    assert len(_table_rows(every.stderr)) > cli.TOP_LIMIT
+    assert "more functions" not in every.stderr
+    for bad in ("0", "-2", "many"):
+        proc = run_cli(["run", "--top", bad, str(script)], tmp_path)
+        assert proc.returncode == 2 and proc.stderr.startswith("ox-profile: error: --top must"), proc.stderr
+
+
+def test_table_printed_from_a_launcher_with_a_long_path(tmp_path):
+    """The frames of the launcher are left out of the table by a pattern
+    holding its path: a long path (a venv deep in a tree) must not stop the
+    table (it did: the pattern went through the user filter's length cap)."""
+    deep = tmp_path.joinpath(*["a-rather-long-directory-name-%d" % i for i in range(8)], "bin")
+    deep.mkdir(parents=True)
+    launcher = deep / "ox-profile"
+    launcher.write_text("import sys\nfrom ox_profile.cli import main\nsys.exit(main())\n")
+    script = tmp_path / "busy.py"
+    script.write_text("def busy_loop():\n    return sum(i * i for i in range(2_000_000))\n\nbusy_loop()\n")
+    proc = subprocess.run([sys.executable, str(launcher), "run", str(script)], cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "could not print" not in proc.stderr and "busy_loop" in proc.stderr, proc.stderr
+    assert len(str(launcher)) > 200 and "ox-profile" not in _table_rows(proc.stderr)[0]
 
 
 def test_main_usage_error_in_process(capsys, program):

@@ -80,6 +80,12 @@ def test_several_threads_each_recorded(backend: str) -> None:
         least = 50 if backend == "nogil" else 5  # the GIL backend waits for the GIL
         assert expected in funcs and sub.total_samples > least, (name, funcs)
     assert profile.threads[0].ident != 0
+    # Counting per thread without a snapshot gives what the snapshot has.
+    per_ident = prof.thread_samples()
+    after = prof.snapshot()
+    for info in after.threads:
+        assert per_ident[info.ident] == info.hits, (info, per_ident)
+    assert sum(per_ident.values()) == after.total_samples > 0
 
 
 def test_recursion_1000_deep(backend: str) -> None:
@@ -486,7 +492,9 @@ def test_snapshot_while_running_and_profile_object(backend: str) -> None:
     stacks = list(profile.stacks())
     assert sum(s.hits for s in stacks) == profile.total_samples
     assert all(s.frames[-1].function.name for s in stacks)
-    assert profile.folded().count("\n") == len({tuple(f.function.index for f in s.frames) for s in stacks})
+    # One line per distinct path, the paths of idle samples ending in [idle].
+    assert profile.folded().count("\n") == len({(tuple(f.function.index for f in s.frames), s.idle)
+                                                 for s in stacks})
     tree = profile.flame_tree()
     assert tree[0] == -1 and tree[1] == profile.total_samples
 

@@ -185,7 +185,12 @@ def test_text_table(profile):
     out = text.render(profile)
     assert "\x1b[" not in out
     header = out.splitlines()[0]
-    assert "%d samples" % profile.total_samples in header
+    # The table counts the samples of running threads; the others are said.
+    active = profile.filter(include_idle=False)
+    assert "%d samples" % active.total_samples in header
+    if active.idle_hidden:
+        assert "%d samples of waiting threads" % active.idle_hidden in out
+    assert "%d samples" % profile.total_samples in text.render(profile, idle=True).splitlines()[0]
     assert "wall mode" in header
     if profile.stats.get("backend"):
         assert str(profile.stats["backend"]) in header
@@ -194,7 +199,7 @@ def test_text_table(profile):
     assert "oxt_leaf_alpha" in out and "oxt_leaf_beta" in out
     assert "test_export.py:" in out
     # rows follow self hits, most first
-    top = profile.top()
+    top = active.top()
     first_row = [ln for ln in out.splitlines() if top[0].function.display_name in ln][0]
     assert str(top[0].self_hits) in first_row
 
@@ -246,7 +251,11 @@ def test_collapsed_parses_and_sums(profile):
     assert out.endswith("\n")
     stacks = _parse_folded(out)
     assert sum(n for _, n in stacks) == profile.total_samples
-    alpha = [frames for frames, _ in stacks if any("oxt_leaf_alpha" in f for f in frames)]
+    # Samples of a thread that was waiting end in an [idle] frame.
+    idle = sum(n for frames, n in stacks if frames[-1] == "[idle]")
+    assert idle == profile.idle_samples
+    alpha = [frames[:-1] if frames[-1] == "[idle]" else frames
+             for frames, _ in stacks if any("oxt_leaf_alpha" in f for f in frames)]
     assert alpha
     for frames in alpha:  # root first: the caller comes before the leaf
         ci = [i for i, f in enumerate(frames) if "oxt_main_caller" in f]
@@ -284,7 +293,8 @@ def test_speedscope_validates(profile, schema, unit):
     frames = doc["shared"]["frames"]
     names = [f["name"] for f in frames]
     assert any(n.endswith("oxt_leaf_alpha") for n in names)
-    assert all("file" in f and "line" in f for f in frames)
+    assert all("file" in f and "line" in f for f in frames if f["name"] != "[idle]")
+    assert frames[-1] == {"name": "[idle]"}  # the leaf of samples of waiting threads
     scale = int(round(INTERVAL * 1e9)) if unit == "nanoseconds" else 1
     threads_with_hits = [t for t in profile.threads if t.hits]
     assert len(doc["profiles"]) == len(threads_with_hits)
@@ -410,6 +420,58 @@ def test_pprof_cpu_mode(cpu_profile, tmp_path):
     assert sum(v[2] for v in values) == cpu_profile.cpu_ns
     top = _go_pprof(["-top", "-sample_index=cpu"], path, tmp_path)
     assert "oxt_leaf" in top
+
+
+PPROF_MODULE = """
+import time
+
+
+class Worker:
+    def spin(self, seconds):
+        end = time.perf_counter() + seconds
+        n = 0
+        while time.perf_counter() < end:
+            n += 1
+        return n
+
+
+_end = time.perf_counter() + 0.25
+while time.perf_counter() < _end:  # module-level work: its frame is <module>
+    pass
+Worker().spin(0.25)
+"""
+
+
+@needs_go
+def test_pprof_names_are_module_qualified(tmp_path, monkeypatch):
+    """go tool pprof -top and -list name every frame after its module: no
+    "<unknown>" for module-level code, and two modules' <module> (or two
+    classes' methods of one name) stay apart."""
+    pkg = tmp_path / "oxt_pprof_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for name in ("mod_a", "mod_b"):
+        (pkg / (name + ".py")).write_text(PPROF_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with ox_profile.Profiler(interval=INTERVAL) as prof:
+        import oxt_pprof_pkg.mod_a  # noqa: F401
+        import oxt_pprof_pkg.mod_b  # noqa: F401
+    path = _write_pprof(prof.snapshot(), tmp_path)
+    top = _go_pprof(["-top", "-sample_index=samples", "-nodefraction=0"], path, tmp_path)
+    rows = {line.split()[-1]: line for line in top.splitlines() if re.match(r"^\s+\d+\s", line)}
+    for mod in ("mod_a", "mod_b"):
+        for func in ("<module>", "Worker.spin"):
+            name = "oxt_pprof_pkg.%s.%s" % (mod, func)
+            assert name in rows, top
+            flat = int(rows[name].split()[0])
+            assert flat > 50, rows[name]  # about 250 samples each
+    assert "<unknown>" not in top, top
+    listing = _go_pprof(["-list", r"oxt_pprof_pkg\.mod_b\.Worker\.spin", "-sample_index=samples"],
+                        path, tmp_path)
+    assert re.search(r"ROUTINE =+ oxt_pprof_pkg\.mod_b\.Worker\.spin in %s"
+                     % re.escape(str(pkg / "mod_b.py")), listing), listing
+    assert re.search(r"^\s+\d+\s+\d+\s+\d+:\s+n \+= 1$", listing, re.M), listing
+    assert "mod_a" not in listing
 
 
 def test_pprof_is_gzip_of_message(profile):

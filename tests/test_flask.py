@@ -8,6 +8,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -629,6 +630,24 @@ def _tree_names(flame: dict) -> set:
 
 def _top_table(page: str) -> str:
     return page.split('<table id="oxp-top">', 1)[1].split("</table>", 1)[0]
+
+
+def test_status_page_has_one_top_table_with_short_paths(admin):
+    admin.post(P + "/unpause", data={"csrf_token": CSRF})
+    admin.get("/work_a")
+    admin.post(P + "/pause", data={"csrf_token": CSRF})
+    page = admin.get(P + "/status").get_data(as_text=True)
+    # One table of top functions: the flame graph is mounted without its own.
+    # (The other table, when the profiles are shared, lists the server's processes.)
+    assert page.count("<table") - page.count('<table id="oxp-process-list"') == 1
+    assert page.count("Top functions") == 1
+    assert "OxFlame.mount(host, data, {table: false})" in page
+    row = [r for r in _top_table(page).split("<tr>") if "func_alpha" in r]
+    assert row, page
+    m = re.search(r'<td class="oxp-loc" title="([^"]+):(\d+)">([^<]+)</td>', row[0])
+    assert m and m.group(1) == os.path.abspath(__file__), row[0]
+    # shown relative to the sys.path entry this module was imported from
+    assert m.group(3) == "%s:%s" % (os.path.basename(__file__), m.group(2))
 
 
 def test_per_endpoint_profiles(admin):

@@ -335,7 +335,8 @@ def test_flame_data_from_profile_interface() -> None:
     assert data["meta"]["mode"] == "wall"
     assert data["meta"]["total_samples"] == prof.total_samples
     assert data["meta"]["stats"]["backend"] == "gil"
-    assert data["functions"][2] == ["parse", "app.parser", "/srv/app/parser.py", 20]
+    # the full path, and the file relative to where module app.parser was imported from
+    assert data["functions"][2] == ["parse", "app.parser", "/srv/app/parser.py", 20, "app/parser.py"]
     keys = [v["key"] for v in data["views"]]
     assert keys == ["all", "thread:0", "thread:1", "label:index", "label:login"]
     labels = [v["label"] for v in data["views"]]

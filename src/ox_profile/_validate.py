@@ -84,9 +84,13 @@ def limit(value: Any) -> Optional[int]:
 
 def regex(value: Any, name: str = "re_filter") -> Optional[Pattern[str]]:
     """A compiled pattern, None for 'everything' (None, "" and ".*"), or
-    ValueError for a bad one; ``name`` is the parameter the messages name."""
+    ValueError for a bad one; ``name`` is the parameter the messages name.
+    A pattern already compiled (by the program, not typed by a user) is
+    taken as it is, without the length cap."""
     if value is None or value == "" or value == ".*":
         return None
+    if isinstance(value, re.Pattern):
+        return value
     if not isinstance(value, str):
         raise TypeError("%s must be a string, not %s" % (name, type(value).__name__))
     if len(value) > MAX_FILTER_LENGTH:

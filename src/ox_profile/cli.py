@@ -18,6 +18,8 @@ its profile.
   output cannot be written at the end, the profile goes to a new private
   (0600) file in the temporary directory instead, and the exit status is
   non-zero.
+* ``ox-profile --version`` prints the version; ``ox-profile version`` also the
+  engine, its backends and the Python it was built for.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import dataclasses
 import importlib.util
 import math
 import os
+import pkgutil  # noqa: F401  runpy.run_path imports it lazily (with typing, on 3.13): here, unsampled
 import re
 import resource
 import runpy
@@ -43,8 +46,11 @@ from typing import IO, Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 from ox_profile import _validate, export
 from ox_profile.shared import children
 from ox_profile._signals import ProgramEnd, Signals, signal_name
+from ox_profile._version import __version__
+from ox_profile.paths import default_roots
 
 PROG = "ox-profile"
+#: Rows of the top table by default (``--top``).
 TOP_LIMIT = 15
 #: Runs shorter than this show no live status line.
 STATUS_DELAY = 1.0
@@ -53,10 +59,29 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 # Options of `run` that take a value (for splitting our options from the program's).
-_VALUE_OPTIONS = ("--interval", "--mode", "-o", "--output", "--format", "--backend", "--max-memory")
+_VALUE_OPTIONS = ("--interval", "--mode", "-o", "--output", "--format", "--backend", "--max-memory",
+                  "--top")
 
 _RUN_USAGE = ("%(prog)s [options] script.py [args...]\n"
               "       %(prog)s [options] -m module [args...]")
+
+_RUN_EPILOG = """\
+examples:
+  ox-profile run script.py arg1 arg2           top table of the functions with most samples, on stderr
+  ox-profile run -o profile.html script.py     and an interactive flame graph (one offline HTML file)
+  ox-profile run -o out.pb.gz -m package.mod   run a module; pprof for go tool pprof, Pyroscope, Grafana
+  ox-profile run --top 40 --mode cpu script.py 40 rows, only threads that use the CPU
+  ox-profile run --idle script.py              the table counts waiting threads too
+  ox-profile run --interval 0.0001 -o out.speedscope.json script.py   10 kHz, for speedscope
+
+The program runs as __main__ with its own sys.argv; its exit status is kept; if
+it raises or gets Ctrl-C (or SIGTERM), the profile is still written.
+
+environment:
+  OX_PROFILE_BACKEND=auto|nogil|gil   the capture backend when --backend is not given
+  OX_PROFILE_READER=direct|vm|procmem how the GIL-free capture reads the interpreter's
+                                      memory (default: direct copies, guarded)
+"""
 
 
 class UsageError(Exception):
@@ -80,6 +105,8 @@ class RunConfig:
     max_memory: Optional[int]  # bytes
     output: Optional[str]
     fmt: Optional[str]
+    top: Optional[int] = TOP_LIMIT  # rows of the table; None: every function
+    idle: bool = False  # the table counts the samples of waiting threads too
     script: Optional[str] = None  # absolute path, or None with a module
     module: Optional[str] = None
     args: List[str] = dataclasses.field(default_factory=list)
@@ -94,11 +121,14 @@ class RunConfig:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (its ``run`` sub-parser sees only ox-profile's options)."""
     parser = _Parser(prog=PROG, description="ox_profile: a low-overhead statistical profiler "
-                     "for Python programs.")
+                     "for Python programs.", epilog="'%s run --help' shows the options and examples." % PROG)
+    parser.add_argument("--version", action="store_true",
+                        help="print the version and exit (the command 'version' says more)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser(
         "run", usage=_RUN_USAGE, allow_abbrev=False,
         help="run a Python program under the profiler",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_RUN_EPILOG,
         description="Run a Python script (or module with -m) under the profiler; print the "
                     "functions with most samples and write the profile to --output.")
     run.add_argument("--interval", metavar="SECONDS", default="0.001",
@@ -115,12 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stack capture: nogil (GIL-free, CPython 3.11), gil (portable), auto (default)")
     run.add_argument("--max-memory", metavar="MiB", default=None,
                      help="memory cap of the sample database, in MiB")
+    run.add_argument("--top", metavar="N", default=str(TOP_LIMIT),
+                     help="rows of the top table (default %d; 'all' for every function)" % TOP_LIMIT)
+    run.add_argument("--idle", action="store_true",
+                     help="count in the table the samples of threads that were waiting (sleeping, blocked "
+                          "on a lock or I/O), which it leaves out by default; outputs keep every sample")
     run.add_argument("--subprocesses", action="store_true",
                      help="profile the program's Python child processes too (multiprocessing with fork, "
                           "spawn or forkserver; Python programs started with subprocess): one profile, "
                           "each process's threads labelled with its pid")
     run.add_argument("-m", dest="module", metavar="MODULE",
                      help="run a library module as a script (the rest are its arguments)")
+    sub.add_parser("version", help="print the version, the engine and its backends")
     return parser
 
 
@@ -176,6 +212,18 @@ def _parse_max_memory(text: Optional[str]) -> Optional[int]:
     if not math.isfinite(mib) or mib <= 0:
         raise UsageError("--max-memory must be a positive number of MiB, not %s" % (text,))
     return int(mib * 1024 * 1024)
+
+
+def _parse_top(text: str) -> Optional[int]:
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError("--top must be a number of rows or 'all', not %r" % (text,)) from None
+    if value < 1:
+        raise UsageError("--top must be at least 1, not %d" % (value,))
+    return value
 
 
 def _check_output(output: str) -> None:
@@ -237,6 +285,7 @@ def parse_run(args: Sequence[str]) -> RunConfig:
     ns = parser.parse_args(["run"] + ours)
     interval = _parse_interval(ns.interval)
     max_memory = _parse_max_memory(ns.max_memory)
+    top = _parse_top(ns.top)
     if ns.module is None and script is None:
         raise UsageError("nothing to run: give a script (ox-profile run script.py) or -m module")
     fmt = ns.format
@@ -253,8 +302,8 @@ def parse_run(args: Sequence[str]) -> RunConfig:
         _check_output(output)
     config = RunConfig(interval=interval, mode=ns.mode,
                        backend=None if ns.backend == "auto" else ns.backend,
-                       max_memory=max_memory, output=output, fmt=fmt, args=prog_args,
-                       subprocesses=ns.subprocesses)
+                       max_memory=max_memory, output=output, fmt=fmt, top=top, idle=ns.idle,
+                       args=prog_args, subprocesses=ns.subprocesses)
     if ns.module is not None:
         config.module = ns.module
     else:
@@ -268,7 +317,9 @@ def parse_run(args: Sequence[str]) -> RunConfig:
 
 class LiveStatus:
     """A one-line "elapsed, samples" status on a terminal, redrawn from a daemon
-    thread about twice a second once the run is longer than ``delay``."""
+    thread about twice a second once the run is longer than ``delay``.  It
+    counts what the final report counts: the samples of every thread but its
+    own."""
 
     def __init__(self, profiler: Any, stream: IO[str], delay: float = STATUS_DELAY,
                  period: float = STATUS_PERIOD) -> None:
@@ -296,7 +347,7 @@ class LiveStatus:
             return
         while True:
             try:
-                samples = int(self._profiler.stats().get("samples", 0))
+                samples = self.samples()
                 line = "ox_profile: %.1f s, %d samples" % (time.monotonic() - self._start, samples)
                 self._stream.write("\r\x1b[K" + line)
                 self._stream.flush()
@@ -305,6 +356,11 @@ class LiveStatus:
                 return
             if self._stop.wait(self._period):
                 return
+
+    def samples(self) -> int:
+        """Samples of the program so far (this thread's own left out)."""
+        per_thread = self._profiler.thread_samples()
+        return sum(per_thread.values()) - per_thread.get(self._thread.ident, 0)
 
     def stop(self) -> None:
         """Stop the thread and erase the status line."""
@@ -391,8 +447,12 @@ def _join_threads() -> int:
     return -1
 
 
-def _run_program(config: RunConfig) -> int:
-    """Run the program in this process as ``__main__``; return its exit status."""
+def _run_program(config: RunConfig, program_path: Optional[List[str]] = None,
+                 sampling: Optional[Any] = None) -> int:
+    """Run the program in this process as ``__main__``; return its exit status.
+    ``program_path`` receives ``sys.path`` as the program left it; ``sampling``
+    (a started, paused profiler) samples from just before the program runs
+    to once its threads are joined, and not the launcher's own work."""
     saved_argv = sys.argv[:]
     saved_path0 = sys.path[0] if sys.path else None
     if config.module is not None:
@@ -407,6 +467,8 @@ def _run_program(config: RunConfig) -> int:
             sys.path.append(directory)
     try:
         try:
+            if sampling is not None:
+                sampling.resume()
             if config.module is not None:
                 runpy.run_module(config.module, run_name="__main__", alter_sys=True)
             else:
@@ -423,6 +485,10 @@ def _run_program(config: RunConfig) -> int:
         stopped = _join_threads()
         return status if stopped < 0 else stopped
     finally:
+        if sampling is not None:
+            sampling.pause()
+        if program_path is not None:
+            program_path[:] = sys.path
         sys.argv = saved_argv
         if saved_path0 is not None and sys.path:
             sys.path[0] = saved_path0
@@ -533,11 +599,12 @@ def _run(config: RunConfig, profiler_factory: Any) -> int:
         status.start()  # before the profiler, so that starting it is not in the profile
     children_cpu = _children_cpu()
     try:
-        profiler.start()
+        profiler.start_paused()  # sampling starts with the program (_run_program)
     except BaseException:
         if status is not None:
             status.stop()
         raise
+    program_path: List[str] = []
     signals = Signals().catch()
     child_run = None
     if config.subprocesses:
@@ -547,7 +614,7 @@ def _run(config: RunConfig, profiler_factory: Any) -> int:
         profiler.rearm_after_fork = False
     try:
         try:
-            code = _run_program(config)
+            code = _run_program(config, program_path, sampling=profiler)
         finally:
             signals.ending()  # from here on, signals never stop the profile from being written
     except KeyboardInterrupt:  # arrived between the program and the line above
@@ -565,7 +632,8 @@ def _run(config: RunConfig, profiler_factory: Any) -> int:
         if child_run is None:
             _say_children_not_profiled(_children_cpu() - children_cpu)
         program_code = code
-        code = _report(profiler, config, launcher, stream, is_tty, status, signals, code, child_run)
+        code = _report(profiler, config, launcher, stream, is_tty, status, signals, code, program_path,
+                       child_run)
         if signals.late is not None and program_code == 0:
             code = 128 + signals.late  # stopped by a signal after all
         return code
@@ -592,10 +660,16 @@ def _say_children_not_profiled(seconds: float) -> None:
 
 
 def _report(profiler: Any, config: RunConfig, launcher: str, stream: Any, is_tty: bool,
-            status: Optional[LiveStatus], signals: Signals, code: int, child_run: Any = None) -> int:
-    """Print the top table and write the profile; the exit status."""
+            status: Optional[LiveStatus], signals: Signals, code: int,
+            program_path: Optional[List[str]] = None, child_run: Any = None) -> int:
+    """Print the top table and write the profile; the exit status.
+    ``program_path``: the program's ``sys.path``, which file names are shown
+    relative to; ``child_run``: the program's child processes to merge in
+    (--subprocesses)."""
     try:
-        profile = profiler.snapshot()
+        # File names are shown relative to the program's sys.path (its script's
+        # directory first), not ours.
+        profile = profiler.snapshot(path_roots=default_roots(program_path or None))
     except Exception as exc:  # out of memory, most likely: nothing left to write
         say("%s: error: could not read the profile: %s: %s" % (PROG, type(exc).__name__, exc))
         return code if code != 0 else 1
@@ -619,8 +693,8 @@ def _report(profiler: Any, config: RunConfig, launcher: str, stream: Any, is_tty
         if own:
             profile = profile.filter(threads=[t.index for t in profile.threads if t.index not in own])
     try:
-        table = export.render(profile, "text", limit=TOP_LIMIT, color=is_tty,
-                              exclude=_wrapper_frames(launcher))
+        table = export.render(profile, "text", limit=config.top, color=is_tty, idle=config.idle,
+                              exclude=re.compile(_wrapper_frames(launcher)))
         with signals.interruptible():  # a stalled stderr must not keep the profile from its file
             stream.write(table)
             stream.flush()
@@ -633,6 +707,27 @@ def _report(profiler: Any, config: RunConfig, launcher: str, stream: Any, is_tty
     return code
 
 
+def version_text(verbose: bool = False) -> str:
+    """``ox-profile <version>``; with ``verbose``, also the Python, the engine
+    file and the capture backends it was built with."""
+    lines = ["%s %s" % (PROG, __version__)]
+    if verbose:
+        import platform
+
+        from ox_profile import _engine
+        lines.append("python %s (%s) %s" % (platform.python_version(), platform.python_implementation(),
+                                             sys.executable))
+        lines.append("engine %s" % (_engine.__file__,))
+        available, detail = _engine.nogil_available()
+        if available:
+            layout = _engine.BUILD_INFO.get("layout")
+            lines.append("backends: nogil (GIL-free capture, %sreader %s) and gil (portable); default nogil"
+                         % ("layout %s, " % layout if layout else "", detail))
+        else:
+            lines.append("backends: gil (portable) only; nogil not available: %s" % (detail,))
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """The ``ox-profile`` command; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -641,9 +736,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not args or args[0] in ("-h", "--help"):
             parser.print_help(sys.stdout if args else sys.stderr)
             return 0 if args else EXIT_USAGE
+        if args[0] in ("--version", "-V"):
+            sys.stdout.write(version_text())
+            return 0
+        if args[0] == "version":
+            if len(args) > 1:
+                raise UsageError("'version' takes no arguments")
+            sys.stdout.write(version_text(verbose=True))
+            return 0
         if args[0] != "run":
             hint = " (did you mean: %s run %s?)" % (PROG, " ".join(args)) if args[0].endswith(".py") else ""
-            raise UsageError("unknown command %r; the command is 'run'%s" % (args[0], hint))
+            raise UsageError("unknown command %r; the commands are 'run' and 'version'%s" % (args[0], hint))
         if any(a in ("-h", "--help") for a in _split_run_args(args[1:])[0]):
             parser.parse_args(["run", "--help"])  # prints the help and exits 0
         config = parse_run(args[1:])

@@ -14,9 +14,10 @@ import functools
 import os
 import re
 import time
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ox_profile import _engine, _validate
+from ox_profile.paths import PathShortener
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -31,6 +32,9 @@ class Function:
     module: str
     filename: str
     firstlineno: int
+    #: ``filename`` relative to the ``sys.path`` entry the module came from
+    #: (see :mod:`ox_profile.paths`); tables and pages show it.
+    short_filename: str = dataclasses.field(default="", compare=False, repr=False)
 
     @property
     def seed_name(self) -> str:
@@ -41,6 +45,11 @@ class Function:
     def location(self) -> str:
         """``file:firstline``."""
         return "%s:%d" % (self.filename, self.firstlineno)
+
+    @property
+    def short_location(self) -> str:
+        """``short_file:firstline``, with the readable file name."""
+        return "%s:%d" % (self.short_filename or self.filename, self.firstlineno)
 
     @property
     def display_name(self) -> str:
@@ -142,12 +151,19 @@ class FunctionStat:
         """``file:line`` of the line with most self hits (else the first line)."""
         return "%s:%d" % (self.function.filename, self.hot_line)
 
+    @property
+    def short_location(self) -> str:
+        """:attr:`location` with the readable file name."""
+        return "%s:%d" % (self.function.short_filename or self.function.filename, self.hot_line)
+
 
 class Profile:
     """Samples collected by a profiler, with the statistics of the sampler.
 
     Build one with :meth:`ox_profile.Profiler.snapshot` (or the launcher's
-    ``snapshot()``); never from the engine directly.
+    ``snapshot()``); never from the engine directly.  ``path_roots`` are the
+    directories file names are shown relative to (default: ``sys.path`` and
+    the working directory when the profile is made).
     """
 
     def __init__(
@@ -159,6 +175,7 @@ class Profile:
         labels: Optional[Iterable[Optional[str]]] = None,
         include_idle: bool = True,
         processes: Optional[Sequence[ProcessInfo]] = None,
+        path_roots: Optional[Sequence[str]] = None,
         _parent: Optional["Profile"] = None,
     ) -> None:
         self._snap = snapshot
@@ -182,8 +199,12 @@ class Profile:
             self._raw_threads = _parent._raw_threads
             self._thread_process: List[int] = _parent._thread_process
             self.processes: List[ProcessInfo] = _parent.processes
+            self.path_roots: Tuple[str, ...] = _parent.path_roots
         else:
-            self.functions = [Function(i, *f) for i, f in enumerate(snapshot.functions)]
+            shorten = PathShortener(path_roots)
+            self.path_roots = shorten.roots
+            self.functions = [Function(i, f[0], f[1], f[2], f[3], f[4], short_filename=shorten(f[3], f[2]))
+                              for i, f in enumerate(snapshot.functions)]
             self.labels_table = list(snapshot.labels)
             self._rows = None  # built on demand: a Python list of every row
             self._raw_threads = snapshot.threads
@@ -196,8 +217,9 @@ class Profile:
         if self._label_filter is not None:
             label_flags = bytes([1 if None in self._label_filter else 0] +
                                 [1 if lab in self._label_filter else 0 for lab in self.labels_table])
+        self._flags = (thread_flags, label_flags)
         mask, thread_hits, total, gil, cpu, label_hits, idle, hidden = snapshot.select(
-            thread_flags, label_flags, self.include_idle)
+            thread_flags, label_flags, -1 if self.include_idle else 0)
         self._mask: Optional[bytes] = mask
         self._label_hits: List[int] = label_hits  # [no label, label 0, label 1...]
         self.total_samples: int = total
@@ -337,11 +359,22 @@ class Profile:
         """One label per function for folded/flame output."""
         if style == "seed":
             return [f.seed_name for f in self.functions]
-        return ["%s (%s:%d)" % (f.display_name, f.filename, f.firstlineno) for f in self.functions]
+        return ["%s (%s)" % (f.display_name, f.short_location) for f in self.functions]
 
-    def folded(self, names: Optional[Sequence[str]] = None) -> str:
-        """Brendan Gregg's folded stacks: ``root;...;leaf count`` per line."""
-        return self._snap.folded(self._mask, list(names if names is not None else self.frame_names()))
+    def folded(self, names: Optional[Sequence[str]] = None, idle_frame: Optional[str] = "[idle]") -> str:
+        """Brendan Gregg's folded stacks: ``root;...;leaf count`` per line.
+        Samples of idle threads get ``idle_frame`` as an extra leaf (None: no
+        marker, merged with the active ones)."""
+        labels = list(names if names is not None else self.frame_names())
+        if idle_frame is None or not self.idle_samples:
+            return self._snap.folded(self._mask, labels)
+        thread_flags, label_flags = self._flags
+        active = self._snap.select(thread_flags, label_flags, 0)[0]
+        idle = self._snap.select(thread_flags, label_flags, 1)[0]
+        marked = "".join("%s;%s %s\n" % (path, idle_frame, count)
+                         for path, _, count in (line.rpartition(" ")
+                                                for line in self._snap.folded(idle, labels).splitlines()) if path)
+        return self._snap.folded(active, labels) + marked
 
     def flame_tree(self) -> list:
         """The call tree as nested ``[function, total, self, children]`` lists
@@ -368,16 +401,21 @@ class Profile:
             "duration_nanos": int(self.duration * 1e9),
         })
 
-    def strip_root_frames(self, pattern: str) -> "Profile":
+    def strip_root_frames(self, pattern: Union[str, Callable[[Function], bool]]) -> "Profile":
         """A profile whose stacks lose their root-most frames while those
-        frames' functions match ``pattern`` (on ``module.qualname`` or the file
-        name): e.g. the frames of the tool that ran the program.  Samples
-        with only such frames (the tool at work before or after the program)
-        are left out."""
-        regexp = re.compile(pattern)
-        flags = bytes(f.matches(regexp) for f in self.functions)
+        frames' functions match ``pattern`` (a regular expression on
+        ``module.qualname`` or the file name, or a predicate on the
+        :class:`Function`): e.g. the frames of the tool that ran the program.
+        Samples with only such frames (the tool at work before or after the
+        program) are left out."""
+        if callable(pattern):
+            flags = bytes(bool(pattern(f)) for f in self.functions)
+        else:
+            regexp = re.compile(pattern)
+            flags = bytes(f.matches(regexp) for f in self.functions)
         return Profile(self._snap.strip_roots(flags), self.stats, threads=self._thread_filter,
-                       labels=self._label_filter, include_idle=self.include_idle, processes=self.processes)
+                       labels=self._label_filter, include_idle=self.include_idle,
+                       path_roots=self.path_roots, processes=self.processes)
 
     def thread_profile(self, index: int) -> "Profile":
         """The profile of the thread at ``index`` of :attr:`threads` alone
@@ -401,6 +439,20 @@ class Profile:
         """Write the profile to ``path``; the format defaults from the extension."""
         from ox_profile import export
         return export.save(self, path, format, **options)
+
+    def _repr_html_(self) -> str:
+        """The interactive flame graph, for Jupyter and other rich front ends:
+        a self-contained page in an iframe (no network needed)."""
+        from ox_profile.web import render_inline
+        return render_inline(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """The top table, where a front end shows plain text (IPython)."""
+        if cycle:
+            printer.text(repr(self))
+        else:
+            from ox_profile.export import text
+            printer.text(text.render(self, limit=15).rstrip("\n"))
 
     def __repr__(self) -> str:
         procs = ", %d processes" % len(self.processes) if self.processes else ""

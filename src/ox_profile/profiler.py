@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, Optional, TypeVar
+from typing import Any, Callable, Dict, Optional, Sequence, TypeVar
 
 from ox_profile import _engine, _forks, _validate
 from ox_profile.caveats import sampling_caveat
@@ -165,14 +165,20 @@ class Profiler:
             stats["warning"] = caveat
         return stats
 
-    def snapshot(self) -> Profile:
-        """A :class:`~ox_profile.Profile` of everything collected so far."""
+    def thread_samples(self) -> Dict[int, int]:
+        """Samples recorded so far per thread ident, without taking a snapshot
+        (cheap enough for a live display)."""
+        return self._database.thread_hits()
+
+    def snapshot(self, path_roots: Optional[Sequence[str]] = None) -> Profile:
+        """A :class:`~ox_profile.Profile` of everything collected so far
+        (``path_roots``: see :class:`~ox_profile.Profile`)."""
         name_threads(self._database)
         snapshot = self._database.snapshot()
         stats = self.stats()  # after the copy: the statistics cover every sample in it
         if not stats.get("started_at"):
             stats["started_at"] = time.time()
-        return Profile(snapshot, stats)
+        return Profile(snapshot, stats, path_roots=path_roots)
 
     # -- sugar ---------------------------------------------------------------
 

@@ -16,7 +16,8 @@ def render(profile: "Profile", names: str = "qualname",
            frame_names: Optional[Sequence[str]] = None) -> str:
     """The folded stacks of ``profile``, one distinct stack per line, root first.
 
-    ``names`` picks the frame labels: ``"qualname"`` (``module.qualname (file:line)``)
+    ``names`` picks the frame labels: ``"qualname"`` (``module.qualname (file:line)``,
+    the file relative to the ``sys.path`` entry it was imported from)
     or ``"seed"`` (the original ox_profile's ``function(module)``); ``frame_names``
     gives one label per function explicitly instead.  Semicolons and line breaks in
     labels are replaced, since they would break the format.

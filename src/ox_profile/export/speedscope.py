@@ -25,9 +25,10 @@ def _scale(profile: "Profile", unit: str) -> int:
 
 
 def _frames(profile: "Profile") -> List[Dict[str, Any]]:
-    """One speedscope frame per function; frame index = function index."""
+    """One speedscope frame per function (frame index = function index), then
+    the ``[idle]`` frame that idle samples end in."""
     return [{"name": f.display_name, "file": f.filename, "line": f.firstlineno}
-            for f in profile.functions]
+            for f in profile.functions] + [{"name": "[idle]"}]
 
 
 def _thread_stacks(profile: "Profile") -> Iterator[Tuple["ThreadInfo", List[str], List[int]]]:
@@ -40,7 +41,7 @@ def _thread_stacks(profile: "Profile") -> Iterator[Tuple["ThreadInfo", List[str]
     for thread, sub in per_thread:
         paths: List[str] = []
         hits: List[int] = []
-        for line in sub.folded(index_names).splitlines():
+        for line in sub.folded(index_names, idle_frame=str(len(index_names))).splitlines():
             path, _, count = line.rpartition(" ")
             if path:
                 paths.append(path)

@@ -5,8 +5,8 @@ Control characters in function and file names are written as visible escapes
 
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING, Any, List, Mapping, Optional
+import re
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Union
 
 from ox_profile import _validate
 from ox_profile._text import visible
@@ -31,17 +31,6 @@ _MAX_NAME_WIDTH = 60
 
 def _paint(text: str, code: str, color: bool) -> str:
     return code + text + _RESET if color and code else text
-
-
-def _short_path(filename: str) -> str:
-    """``filename`` relative to the working directory when it lies inside it."""
-    if not os.path.isabs(filename):
-        return filename
-    try:
-        rel = os.path.relpath(filename)
-    except ValueError:
-        return filename
-    return filename if rel.startswith(os.pardir + os.sep) or rel == os.pardir else rel
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -74,6 +63,9 @@ def header_lines(profile: "Profile", color: bool = False) -> List[str]:
     lines = [_paint("ox_profile: " + ", ".join(parts), _BOLD, color)]
     if stats.get("warning"):
         lines.append(_paint("warning: %s" % stats["warning"], _YELLOW, color))
+    if profile.idle_hidden:
+        lines.append(_paint("%d samples of waiting threads (idle: sleeping, blocked on a lock or I/O) left out; "
+                            "--idle (idle=True) counts them" % profile.idle_hidden, _DIM, color))
 
     dropped = stats.get("dropped") or {}
     lost = sum(int(v) for v in dropped.values()) if isinstance(dropped, Mapping) else 0
@@ -110,19 +102,26 @@ def process_lines(profile: "Profile", color: bool = False) -> List[str]:
 
 def render(profile: "Profile", limit: Optional[int] = 50, sort: str = "self",
            color: bool = False, re_filter: Optional[str] = None,
-           exclude: Optional[str] = None) -> str:
+           exclude: Union[str, "re.Pattern[str]", None] = None, idle: bool = False) -> str:
     """The top table of ``profile``: self %, total %, self hits, total hits, function
-    and the ``file:line`` of its hottest line, most self (or ``sort="total"``) first.
+    and the ``file:line`` of its hottest line (the file relative to the
+    ``sys.path`` entry it was imported from), most self (or ``sort="total"``) first.
 
     ``limit`` rows at most (``None``: every function); ``re_filter`` keeps
     functions whose name or file matches the regular expression, ``exclude``
-    drops those that match this one; ``color`` adds ANSI colors (for terminals).
+    drops those that match this one (a string, or a compiled pattern); ``color`` adds ANSI colors (for terminals).
+    Samples of waiting threads (idle) are left out, and their number said,
+    unless ``idle``; shares are of the samples shown.
     """
     _validate.limit(limit)
     drop = _validate.regex(exclude, "exclude")
+    profile = profile.filter(include_idle=bool(idle))
     lines = header_lines(profile, color)
     if profile.total_samples == 0:
-        lines.append("no samples were collected (did the program run long enough?)")
+        if profile.idle_hidden:
+            lines.append("every sample is of a waiting thread: --idle (idle=True) shows them")
+        else:
+            lines.append("no samples were collected (did the program run long enough?)")
         return "\n".join(lines) + "\n"
     everything = profile.top(sort=sort, re_filter=re_filter)
     if drop is not None:
@@ -138,7 +137,8 @@ def render(profile: "Profile", limit: Optional[int] = 50, sort: str = "self",
         share = stat.self_share * 100
         self_pct = _paint("%6.1f%%" % share,
                           _RED if share >= 10 else _YELLOW if share >= 2 else "", color)
-        location = "%s:%d" % (visible(_short_path(stat.function.filename)), stat.hot_line)
+        location = "%s:%d" % (visible(stat.function.short_filename or stat.function.filename),
+                              stat.hot_line)
         lines.append("%s %6.1f%% %8d %8d  %s  %s" % (
             self_pct, stat.total_share * 100, stat.self_hits, stat.total_hits,
             _paint(name.ljust(width), _CYAN, color), _paint(location, _DIM, color)))

@@ -234,4 +234,4 @@ def merged_profile(run: ChildRun, own: Profile, settle: float = SETTLE_SECONDS) 
                     notes.append("a child process was not profiled: %s" % fh.read(500).strip())
             except OSError:
                 pass
-    return Profile(snapshot, stats, processes=processes), notes
+    return Profile(snapshot, stats, processes=processes, path_roots=own.path_roots), notes

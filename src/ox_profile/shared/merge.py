@@ -135,5 +135,6 @@ def merged_view(share: ProcessShare, own: Optional[Profile], own_stats: Dict[str
     stats = _merge_stats(own_stats, per_process)
     stats["shared_skipped"] = len(skipped)
     stats["shared_skipped_files"] = [[name, why] for name, why in skipped[:20]]
-    profile = Profile(snapshot, stats, processes=processes)
+    profile = Profile(snapshot, stats, processes=processes,
+                      path_roots=own.path_roots if own is not None else None)
     return MergedView(profile, timings, list(skipped))

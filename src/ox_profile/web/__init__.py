@@ -6,7 +6,9 @@ Flask status page.
 * :func:`flame_data` turns a :class:`ox_profile.profile.Profile` into the
   "Flame data" JSON structure of ``docs/contract.md``.
 * :func:`render_report` produces one self-contained HTML document (no network
-  access, no third-party code) from a profile or from flame data.
+  access, no third-party code) from a profile or from flame data;
+  :func:`render_inline` the same document in an ``<iframe srcdoc>``, for
+  notebooks.
 
 This module never imports the C engine: it only calls public methods of the
 profile object it is given.
@@ -22,15 +24,15 @@ import math
 import os
 import re
 import secrets
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from ox_profile._text import encodable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ox_profile.profile import Profile
 
-__all__ = ["asset", "flame_data", "render_report", "dumps_for_script", "MAX_VIEWS", "json_safe",
-           "Budget", "COMPLETE"]
+__all__ = ["asset", "flame_data", "render_report", "render_inline", "dumps_for_script", "MAX_VIEWS",
+           "json_safe", "Budget", "COMPLETE"]
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
@@ -136,35 +138,59 @@ def _extra_views(profile: "Profile", per_thread: bool, budget: Budget) -> "tuple
 
 
 def flame_data(profile: "Profile", title: Optional[str] = None,
-               per_thread: bool = True, budget: Budget = COMPLETE) -> Dict[str, Any]:
+               per_thread: bool = True, budget: Budget = COMPLETE, idle_views: bool = True) -> Dict[str, Any]:
     """The "Flame data" dict of ``docs/contract.md`` for ``profile``: an
     "All threads" view, then one view per thread with samples (when
     ``per_thread``) and one per label, within ``budget`` (default: every
-    node, at most :data:`MAX_VIEWS` views).  ``meta`` says what was left out."""
+    node, at most :data:`MAX_VIEWS` views).  ``meta`` says what was left out.
+
+    With ``idle_views`` the views hold the samples of running threads, and
+    each view that has samples of waiting (idle) threads too gets a companion
+    with them (key ``KEY+idle``, ``"idle_of": KEY``), which the page's "Idle
+    samples" switch shows; without, the views are of ``profile`` as it is."""
     stats = json_safe(dict(profile.stats or {}))
-    threads, labels, omitted = _extra_views(profile, per_thread, budget)
-    extra = len(threads) + len(labels)
+    full = profile.filter(include_idle=True) if idle_views else profile
+    shown = profile.filter(include_idle=False) if idle_views else profile
+    threads, labels, omitted = _extra_views(full, per_thread, budget)
+    # (key, label, profile shown by default, profile with idle samples or None)
+    specs: List[Tuple[str, str, "Profile", Optional["Profile"]]] = [("all", "All threads", shown, full)]
+    for info in threads:
+        specs.append(("thread:%d" % info.index, "%s (%d)" % (info.name, info.ident),
+                      shown.thread_profile(info.index), full.thread_profile(info.index)))
+    for lab in labels:
+        specs.append(("label:%s" % lab, "endpoint: %s" % lab, shown.filter(labels=[lab]),
+                      full.filter(labels=[lab])))
+    if not idle_views:
+        specs = [(key, label, view_profile, None) for key, label, view_profile, _ in specs]
+    else:
+        specs = [(key, label, view_profile, with_idle if with_idle.idle_samples else None)
+                 for key, label, view_profile, with_idle in specs]
+    extra = len(specs) - 1 + sum(1 for spec in specs if spec[3] is not None)
     main_nodes = share = budget.max_nodes
     if budget.max_nodes is not None and extra:
         main_nodes = budget.max_nodes // 2
         share = max(1, (budget.max_nodes - main_nodes) // extra)
-    views: List[Dict[str, Any]] = [_view("all", "All threads", profile, budget, main_nodes)]
-    for info in threads:
-        views.append(_view("thread:%d" % info.index, "%s (%d)" % (info.name, info.ident),
-                           profile.thread_profile(info.index), budget, share))
-    for lab in labels:
-        views.append(_view("label:%s" % lab, "endpoint: %s" % lab, profile.filter(labels=[lab]),
-                           budget, share))
+    views: List[Dict[str, Any]] = []
+    for i, (key, label, view_profile, with_idle) in enumerate(specs):
+        nodes = main_nodes if i == 0 else share
+        if i == 0 or view_profile.total_samples:
+            views.append(_view(key, label, view_profile, budget, nodes))
+        if with_idle is not None:
+            companion = _view(key + "+idle", label + ", idle included", with_idle, budget, share)
+            companion["idle_of"] = key
+            views.append(companion)
 
     if budget.used_functions_only:
         used = set()
         for view in views:
             used.update(int(m) for m in _FUNCTION_IN_TREE.findall(str(view["tree"])))
             used.update(row[0] for row in view["top"])
-        functions: List[Any] = [[f.qualname, f.module, f.filename, int(f.firstlineno)]
+        functions: List[Any] = [[f.qualname, f.module, f.filename, int(f.firstlineno),
+                                 f.short_filename or f.filename]
                                 if f.index in used else None for f in profile.functions]
     else:
-        functions = [[f.qualname, f.module, f.filename, int(f.firstlineno)] for f in profile.functions]
+        functions = [[f.qualname, f.module, f.filename, int(f.firstlineno), f.short_filename or f.filename]
+                     for f in profile.functions]
 
     started_at = stats.get("started_at") if isinstance(stats, dict) else None
     meta: Dict[str, Any] = {
@@ -177,6 +203,8 @@ def flame_data(profile: "Profile", title: Optional[str] = None,
         "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "stats": stats,
         "views_omitted": omitted,
+        # Samples of waiting threads not in the default views ("Idle samples" shows them).
+        "idle_hidden": int(shown.idle_hidden) if idle_views else 0,
     }
     if budget.max_nodes is not None:
         meta["nodes"] = sum(int(v.get("nodes", 0)) for v in views)
@@ -306,6 +334,9 @@ def _header_html(meta: Mapping[str, Any]) -> str:
         add("started", when.strftime("%Y-%m-%d %H:%M:%S UTC"))
     if meta.get("views_omitted"):
         add("views omitted", meta["views_omitted"])
+    if meta.get("idle_hidden"):
+        add("idle samples", "{:,} of waiting threads, shown by the Idle samples switch".format(
+            int(meta["idle_hidden"])))
     if stats.get("warning"):
         items.append('<span class="oxr-item oxr-warning"><span class="oxr-key">warning</span> '
                      '<span class="oxr-val">%s</span></span>' % _text(stats["warning"]))
@@ -346,3 +377,20 @@ def render_report(profile_or_data: Union["Profile", Mapping[str, Any]],
     }
     # One pass, so text from the data can never be taken for a placeholder.
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], asset("report.html"))
+
+
+#: Height of the inline report in a notebook, in CSS pixels.
+INLINE_HEIGHT = 620
+
+
+def render_inline(profile_or_data: Union["Profile", Mapping[str, Any]], title: Optional[str] = None,
+                  height: int = INLINE_HEIGHT) -> str:
+    """The report of :func:`render_report` as one ``<iframe srcdoc>`` element
+    to put inside another page (a notebook's output): the document stays
+    self-contained, and its script and style cannot touch the page around it
+    (the frame is sandboxed: scripts run, in an origin of their own)."""
+    doc = render_report(profile_or_data, title=title)
+    return ('<iframe class="ox-profile-report" title="%s" sandbox="allow-scripts" '
+            'style="width: 100%%; height: %dpx; border: 1px solid #d0d0d0; border-radius: 4px;" '
+            'srcdoc="%s"></iframe>' % (_text(title or "ox_profile flame graph"), int(height),
+                                       html.escape(doc, quote=True)))

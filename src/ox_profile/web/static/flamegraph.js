@@ -2,6 +2,7 @@
  * graph.  Written for ox_profile; no third-party code.
  *
  *   var ctl = OxFlame.mount(element, flameData, {view: "all", orientation: "icicle"});
+ *   (option table: false leaves out the top-functions table, for pages that have their own)
  *   ctl.setView("thread:0"); ctl.zoom(["main", "handle"]); ctl.search("/^db_/"); ctl.reset();
  *
  * flameData is the "Flame data" JSON of docs/contract.md.  Every string that
@@ -138,7 +139,7 @@
 
     var nf = funcs.length;
     var fnName = new Array(nf), fnModule = new Array(nf), fnFile = new Array(nf),
-        fnLine = new Array(nf), fnColor = new Array(nf), fnFull = new Array(nf);
+        fnLine = new Array(nf), fnColor = new Array(nf), fnFull = new Array(nf), fnShort = new Array(nf);
     var colorCache = {};
     for (var i = 0; i < nf; i++) {
       var f = funcs[i] || [];
@@ -146,6 +147,8 @@
       fnModule[i] = String(f[1] === undefined || f[1] === null ? "" : f[1]);
       fnFile[i] = String(f[2] === undefined || f[2] === null ? "?" : f[2]);
       fnLine[i] = f[3] | 0;
+      // The file as tables show it (relative to its sys.path entry); the full path stays in tooltips.
+      fnShort[i] = f[4] === undefined || f[4] === null || f[4] === "" ? fnFile[i] : String(f[4]);
       fnFull[i] = fnModule[i] ? fnModule[i] + "." + fnName[i] : fnName[i];
       var mod = fnModule[i];
       if (!Object.prototype.hasOwnProperty.call(colorCache, mod)) { colorCache[mod] = moduleColor(mod); }
@@ -154,6 +157,7 @@
     function nameOf(fid) { return fid < 0 ? "all" : (fid < nf ? fnName[fid] : "?"); }
     function moduleOf(fid) { return fid >= 0 && fid < nf ? fnModule[fid] : ""; }
     function fileOf(fid) { return fid >= 0 && fid < nf ? fnFile[fid] : ""; }
+    function shortFileOf(fid) { return fid >= 0 && fid < nf ? fnShort[fid] : ""; }
     function lineOf(fid) { return fid >= 0 && fid < nf ? fnLine[fid] : 0; }
     function colorOf(fid) { return fid < 0 ? ROOT_COLOR : (fid < nf ? fnColor[fid] : "#ccc"); }
 
@@ -182,13 +186,51 @@
     viewLabel.appendChild(h("span", "oxf-field-name", "View"));
     var viewSelect = h("select", "oxf-view");
     viewSelect.setAttribute("aria-label", "View");
-    views.forEach(function (v, idx) {
-      var opt = h("option", null, (v.label || v.key) + " \u2014 " + fmtInt(v.total || 0) + " samples");
-      opt.value = String(v.key === undefined ? idx : v.key);
-      viewSelect.appendChild(opt);
+    // Views with "idle_of" hold the samples of waiting threads too: the
+    // "Idle samples" switch shows them in place of the views they extend.
+    var withIdle = {};
+    views.forEach(function (v) {
+      if (v.idle_of !== undefined) { withIdle[String(v.idle_of)] = v; }
     });
+    var hasIdle = views.some(function (v) { return v.idle_of !== undefined; });
+    var idleOn = !!options.idle && hasIdle;
+    function keyOf(v, idx) { return String(v.key === undefined ? idx : v.key); }
+    function listedViews() {
+      var out = [];
+      var bases = {};
+      views.forEach(function (v) { if (v.idle_of === undefined) { bases[keyOf(v, 0)] = true; } });
+      views.forEach(function (v, idx) {
+        if (v.idle_of === undefined) {
+          out.push(idleOn && withIdle[keyOf(v, idx)] ? withIdle[keyOf(v, idx)] : v);
+        } else if (idleOn && !bases[String(v.idle_of)]) {
+          out.push(v); // a view that has only idle samples
+        }
+      });
+      return out;
+    }
+    function fillViewSelect() {
+      viewSelect.textContent = "";
+      listedViews().forEach(function (v) {
+        var opt = h("option", null, (v.label || v.key) + " \u2014 " + fmtInt(v.total || 0) + " samples");
+        opt.value = keyOf(v, views.indexOf(v));
+        viewSelect.appendChild(opt);
+      });
+    }
+    fillViewSelect();
     viewLabel.appendChild(viewSelect);
     bar.appendChild(viewLabel);
+
+    var idleBox = null;
+    if (hasIdle) {
+      var idleLabel = h("label", "oxf-field oxf-idle");
+      idleLabel.title = "samples of threads that were waiting (sleeping, blocked on a lock or I/O), not running";
+      idleBox = h("input", "oxf-idle-box");
+      idleBox.type = "checkbox";
+      idleBox.checked = idleOn;
+      idleLabel.appendChild(idleBox);
+      idleLabel.appendChild(h("span", "oxf-field-name", "Idle samples"));
+      bar.appendChild(idleLabel);
+    }
 
     var searchLabel = h("label", "oxf-field");
     searchLabel.appendChild(h("span", "oxf-field-name", "Search"));
@@ -262,7 +304,8 @@
     tableWrap.appendChild(table);
     var tableNote = h("div", "oxf-table-note");
     tableWrap.appendChild(tableNote);
-    root.appendChild(tableWrap);
+    var withTable = options.table !== false;
+    if (withTable) { root.appendChild(tableWrap); }
 
     // Width of one character of node labels, for cutting names to fit.
     var charW = 7;
@@ -497,6 +540,7 @@
 
     // ---- table
     function renderTable() {
+      if (!withTable) { return; }
       var flat = state.flat;
       var vtot = flat.tot[0] || 0;
       var top = state.view.top || [];
@@ -552,7 +596,8 @@
         c3.appendChild(sw);
         c3.appendChild(h("span", "oxf-fn-name", row.name));
         if (moduleOf(row.fid)) { c3.appendChild(h("span", "oxf-fn-module", moduleOf(row.fid))); }
-        var c4 = h("td", "oxf-loc", fileOf(row.fid) + ":" + row.line);
+        var c4 = h("td", "oxf-loc", shortFileOf(row.fid) + ":" + row.line);
+        c4.title = fileOf(row.fid) + ":" + row.line;
         tr.appendChild(c1); tr.appendChild(c2); tr.appendChild(c3); tr.appendChild(c4);
         frag.appendChild(tr);
       }
@@ -578,6 +623,21 @@
         if (String(views[i].key) === String(key)) { return i; }
       }
       return -1;
+    }
+
+    function setIdle(on) {
+      if (!hasIdle) { return false; }
+      idleOn = !!on;
+      if (idleBox) { idleBox.checked = idleOn; }
+      var base = state.view && state.view.idle_of !== undefined ? String(state.view.idle_of)
+        : String(state.view ? state.view.key : "all");
+      fillViewSelect();
+      var target = idleOn && withIdle[base] ? withIdle[base].key : base;
+      if (findView(target) < 0 || (!idleOn && state.view && state.view.idle_of !== undefined &&
+                                   findView(base) < 0)) {
+        target = views[0].key === undefined ? 0 : views[0].key; // a view that had only idle samples
+      }
+      return setView(target);
     }
 
     function setView(key) {
@@ -711,6 +771,10 @@
     // ---- start
     var first = options.view !== undefined && options.view !== null && findView(options.view) >= 0
       ? options.view : (views[0].key === undefined ? 0 : views[0].key);
+    if (idleOn && withIdle[String(first)]) { first = withIdle[String(first)].key; }
+    if (idleBox) {
+      idleBox.addEventListener("change", function () { setIdle(idleBox.checked); });
+    }
     if (options.search) { searchInput.value = String(options.search); }
     state.matcher = makeMatcher(searchInput.value);
     state.searchText = searchInput.value;
@@ -719,13 +783,14 @@
 
     return {
       setView: setView,
+      setIdle: setIdle,
       zoom: zoom,
       search: search,
       reset: reset,
       setOrientation: setOrientation,
       state: function () {
         var total = state.flat.tot[0] || 0;
-        return {view: String(state.view.key), zoom: zoomPath(), zoomNode: state.zoom,
+        return {view: String(state.view.key), idle: idleOn, zoom: zoomPath(), zoomNode: state.zoom,
                 search: state.searchText, matched: state.matched, total: total,
                 orientation: state.orientation, sortKey: state.sortKey,
                 sortDir: state.sortDir < 0 ? "desc" : "asc"};
