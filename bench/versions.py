@@ -151,7 +151,25 @@ def verdict(value, target, higher_is_better):
     return "" if ok else " ✗"
 
 
-def render(rows, machine):
+def timer_floor(tmp):
+    """The machine's own floor: a bare thread waking at 1 kHz and 10 kHz
+    (bench/timer_floor.c), or None when there is no C compiler."""
+    exe = os.path.join(tmp, "timer_floor")
+    src = os.path.join(BENCH, "timer_floor.c")
+    try:
+        subprocess.run(["cc", "-O2", "-o", exe, src, "-lpthread"], check=True, capture_output=True)
+        floor = {}
+        for interval_us in (1000, 100):
+            out = subprocess.run([exe, str(interval_us), "3", "json"], check=True, capture_output=True,
+                                 text=True).stdout
+            floor[str(interval_us)] = json.loads(out)
+        return floor
+    except (OSError, subprocess.CalledProcessError, ValueError) as exc:
+        log("timer floor not measured: %s" % exc)
+        return None
+
+
+def render(rows, machine, floor=None):
     out = ["CPython versions, one run (%s):" % machine, "",
            "| CPython | backend | achieved at 1 kHz | at 10 kHz | error inside a long GIL-holding C call "
            "(points) | error on the split (points) | sampler CPU at 1 kHz | py-spy: 1 kHz / C call / split |",
@@ -183,6 +201,15 @@ def render(rows, machine):
                 fmt(r["capture"].get("%d/%d" % (d, t))) for d in DEPTHS for t in THREADS) + " |")
     out += ["", "Targets: ≥ 99% of the requested rate at 1 kHz, ≥ 95% at 10 kHz, ≤ 5 points inside the C "
             "call, ≤ 2 points on the split, sampler ≤ 3% of a core at 1 kHz (✗ marks a miss)."]
+    if floor:
+        k1, k10 = floor.get("1000", {}), floor.get("100", {})
+        out += ["", "The machine's floor in the same run (bench/timer_floor.c: a bare thread that only wakes, "
+                "nothing else, on an idle machine): at 1 kHz it costs %.1f%% of a core (%.1f µs of CPU per "
+                "wake-up) and takes %.1f%% of the slots; at 10 kHz %.1f%% of a core and %.1f%% of the slots "
+                "(wake-ups late by %.0f µs median, %.0f µs at the 99th percentile)." % (
+                    k1.get("cpu_percent", 0), k1.get("cpu_us_per_wake", 0), k1.get("slots_taken_percent", 0),
+                    k10.get("cpu_percent", 0), k10.get("slots_taken_percent", 0),
+                    k10.get("late_median_us", 0), k10.get("late_p99_us", 0))]
     return "\n".join(out) + "\n"
 
 
@@ -202,6 +229,7 @@ def main(argv=None):
             log("py-spy unavailable: %s" % why)
     rows = []
     with tempfile.TemporaryDirectory(prefix="oxp-versions-") as tmp:
+        floor = timer_floor(tmp)
         for version in opts.versions:
             py = venv_python(version, main_version)
             if not os.path.exists(py):
@@ -211,13 +239,13 @@ def main(argv=None):
             log("CPython %s (%s)" % (version, py))
             rows.append(bench_version(version, py, pyspy, opts.reps, opts.quick, tmp))
     machine = "%d cores, %s" % (os.cpu_count() or 0, os.uname().machine)
-    table = render(rows, machine)
+    table = render(rows, machine, floor)
     print(table)
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "versions.md"), "w") as fh:
         fh.write(table)
     with open(os.path.join(RESULTS, "versions.json"), "w") as fh:
-        json.dump(rows, fh, indent=1)
+        json.dump({"versions": rows, "timer_floor": floor}, fh, indent=1)
     return 0
 
 
