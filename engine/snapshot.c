@@ -3,6 +3,7 @@
  * pprof).  Rows can be selected by a mask: bytes with one flag per row. */
 #include "snapshot.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -544,11 +545,12 @@ static int cmp_agg_total(const void *a, const void *b)
 }
 
 /* Hits per stack for the selected rows (caller frees). */
-static uint64_t *stack_hits(SnapshotObject *self, const uint8_t *mask)
+/* Hits per stack of the selected rows, in raw memory (PyMem_RawFree):
+ * callable without the GIL; NULL when out of memory, no exception set. */
+static uint64_t *stack_hits_raw(const SnapshotObject *self, const uint8_t *mask)
 {
-    uint64_t *hits = PyMem_Calloc(self->db.stacks.len + 1, sizeof(uint64_t));
+    uint64_t *hits = PyMem_RawCalloc(self->db.stacks.len + 1, sizeof(uint64_t));
     if (hits == NULL) {
-        PyErr_NoMemory();
         return NULL;
     }
     const oxp_count_t *rows = oxp_db_counts(&self->db);
@@ -556,6 +558,16 @@ static uint64_t *stack_hits(SnapshotObject *self, const uint8_t *mask)
         if (mask == NULL || mask[r]) {
             hits[rows[r].stack] += rows[r].hits;
         }
+    }
+    return hits;
+}
+
+/* stack_hits_raw() with the GIL held: NULL with MemoryError set. */
+static uint64_t *stack_hits(const SnapshotObject *self, const uint8_t *mask)
+{
+    uint64_t *hits = stack_hits_raw(self, mask);
+    if (hits == NULL) {
+        PyErr_NoMemory();
     }
     return hits;
 }
@@ -686,7 +698,7 @@ done:
     PyMem_Free(group);
     PyMem_Free(self_hits);
     PyMem_Free(total_hits);
-    PyMem_Free(stack_sums);
+    PyMem_RawFree(stack_sums);
     PyMem_Free(stamp);
     return result;
 }
@@ -855,7 +867,7 @@ static int sb_put(strbuf_t *b, const char *s, size_t n)
         while (cap < b->len + n) {
             cap *= 2;
         }
-        char *d = PyMem_Realloc(b->data, cap);
+        char *d = PyMem_RawRealloc(b->data, cap); /* raw: used without the GIL */
         if (d == NULL) {
             return -1;
         }
@@ -998,7 +1010,7 @@ static PyObject *Snapshot_folded(SnapshotObject *self, PyObject *args)
 done:
     oxp_index_free(&ix);
     PyMem_Free(paths);
-    PyMem_Free(out.data);
+    PyMem_RawFree(out.data);
     release_mask(&view);
     Py_XDECREF(seq);
     for (size_t i = 0; owners != NULL && i < nfuncs; i++) {
@@ -1007,8 +1019,8 @@ done:
     PyMem_Free(owners);
     PyMem_Free(names);
     PyMem_Free(lens);
-    PyMem_Free(hits);
-    PyMem_Free(sb.data);
+    PyMem_RawFree(hits);
+    PyMem_RawFree(sb.data);
     return result;
 }
 
@@ -1022,7 +1034,7 @@ typedef struct {
 } fnode_t;
 
 /* qsort has no context argument: the node array being sorted (GIL held). */
-static const fnode_t *sort_nodes;
+static const fnode_t *sort_nodes; /* guarded by flame_lock (declared below) */
 
 static PyObject *build_flame_list(const fnode_t *nodes, uint32_t root)
 {
@@ -1114,8 +1126,11 @@ fail:
 }
 
 /* qsort has no context argument: the stacks being sorted (GIL held). */
-static const oxp_stack_t *sort_stacks;
-static const oxp_frame_t *sort_frames;
+/* Serialises flame-tree builds, which run without the GIL; guards the
+ * sort_* comparison globals (qsort has no context argument). */
+static pthread_mutex_t flame_lock = PTHREAD_MUTEX_INITIALIZER;
+static const oxp_stack_t *sort_stacks; /* guarded by flame_lock */
+static const oxp_frame_t *sort_frames; /* guarded by flame_lock */
 
 /* Orders stacks by their functions from the root (lines do not matter), so
  * that stacks sharing a path from the root are next to each other. */
@@ -1146,11 +1161,15 @@ static int cmp_total_desc_func(const void *a, const void *b)
  * are linked most total first (then by function).  The stacks are sorted by
  * their path from the root, so each node is made once, when the first stack
  * through it comes, with no hash lookups.  0 / -1 with an exception. */
-static int build_flame_nodes(SnapshotObject *self, const uint8_t *mask, fnode_t **nodes_out, size_t *nn_out)
+/* Builds the flame tree of the selected rows into raw memory
+ * (PyMem_RawFree).  Runs without the GIL: the caller holds flame_lock, which
+ * guards the sort_* comparison globals.  -1 when out of memory, with no
+ * exception set. */
+static int build_flame_nodes(const SnapshotObject *self, const uint8_t *mask, fnode_t **nodes_out, size_t *nn_out)
 {
     fnode_t *nodes = NULL;
     uint32_t *order = NULL, *path = NULL, *kids = NULL;
-    uint64_t *hits = stack_hits(self, mask);
+    uint64_t *hits = stack_hits_raw(self, mask);
     if (hits == NULL) {
         return -1;
     }
@@ -1168,9 +1187,9 @@ static int build_flame_nodes(SnapshotObject *self, const uint8_t *mask, fnode_t 
             }
         }
     }
-    order = PyMem_Malloc((nsel + 1) * sizeof(uint32_t));
-    path = PyMem_Malloc((maxdepth + 1) * sizeof(uint32_t));
-    nodes = PyMem_Calloc(nframes + 1, sizeof(fnode_t)); /* at most one node per frame */
+    order = PyMem_RawMalloc((nsel + 1) * sizeof(uint32_t));
+    path = PyMem_RawMalloc((maxdepth + 1) * sizeof(uint32_t));
+    nodes = PyMem_RawCalloc(nframes + 1, sizeof(fnode_t)); /* at most one node per frame */
     if (order == NULL || path == NULL || nodes == NULL) {
         goto nomem;
     }
@@ -1228,20 +1247,19 @@ static int build_flame_nodes(SnapshotObject *self, const uint8_t *mask, fnode_t 
         }
         nodes[p].first_child = link;
     }
-    PyMem_Free(kids);
-    PyMem_Free(path);
-    PyMem_Free(order);
-    PyMem_Free(hits);
+    PyMem_RawFree(kids);
+    PyMem_RawFree(path);
+    PyMem_RawFree(order);
+    PyMem_RawFree(hits);
     *nodes_out = nodes;
     *nn_out = nn;
     return 0;
 nomem:
-    PyErr_NoMemory();
-    PyMem_Free(kids);
-    PyMem_Free(path);
-    PyMem_Free(order);
-    PyMem_Free(hits);
-    PyMem_Free(nodes);
+    PyMem_RawFree(kids);
+    PyMem_RawFree(path);
+    PyMem_RawFree(order);
+    PyMem_RawFree(hits);
+    PyMem_RawFree(nodes);
     return -1;
 }
 
@@ -1255,9 +1273,17 @@ static PyObject *Snapshot_flame(SnapshotObject *self, PyObject *args)
     fnode_t *nodes;
     size_t nn;
     PyObject *result = NULL;
-    if (build_flame_nodes(self, mask, &nodes, &nn) == 0) {
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&flame_lock);
+    rc = build_flame_nodes(self, mask, &nodes, &nn);
+    pthread_mutex_unlock(&flame_lock);
+    Py_END_ALLOW_THREADS
+    if (rc == 0) {
         result = build_flame_list(nodes, 0);
-        PyMem_Free(nodes);
+        PyMem_RawFree(nodes);
+    } else {
+        PyErr_NoMemory();
     }
     release_mask(&view);
     return result;
@@ -1282,7 +1308,7 @@ static int nheap_push(nheap_t *h, const fnode_t *nodes, uint32_t node)
 {
     if (h->len == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 256;
-        uint32_t *grown = PyMem_Realloc(h->items, cap * sizeof(uint32_t));
+        uint32_t *grown = PyMem_RawRealloc(h->items, cap * sizeof(uint32_t));
         if (grown == NULL) {
             return -1;
         }
@@ -1339,46 +1365,41 @@ static int select_nodes(const fnode_t *nodes, size_t max_nodes, uint8_t *keep, s
             goto nomem;
         }
     }
-    PyMem_Free(heap.items);
+    PyMem_RawFree(heap.items);
     *kept_out = kept;
     return 0;
 nomem:
-    PyMem_Free(heap.items);
-    PyErr_NoMemory();
+    PyMem_RawFree(heap.items);
     return -1;
 }
 
 /* The tree of the selected rows as JSON text, written without recursion
- * (trees can be thousands of frames deep).  With max_nodes > 0 only the
- * nodes select_nodes() keeps are written; *nodes_out and *kept_out get the
- * tree's size and how many nodes were written, *cut_out the samples of the
- * subtrees left out.  A str, or NULL with an exception. */
-static PyObject *flame_json_text(SnapshotObject *self, const uint8_t *mask, size_t max_nodes, size_t *nodes_out,
-                                 size_t *kept_out, uint64_t *cut_out)
+ * (trees can be thousands of frames deep) into *out (raw memory).  With
+ * max_nodes > 0 only the nodes select_nodes() keeps are written; *nodes_out
+ * and *kept_out get the tree's size and how many nodes were written,
+ * *cut_out the samples of the subtrees left out.  Runs without the GIL, under
+ * flame_lock; -1 when out of memory, with no exception set. */
+static int flame_json_build(const SnapshotObject *self, const uint8_t *mask, size_t max_nodes, strbuf_t *out,
+                            size_t *nodes_out, size_t *kept_out, uint64_t *cut_out)
 {
     fnode_t *nodes;
     size_t nn;
     if (build_flame_nodes(self, mask, &nodes, &nn) < 0) {
-        return NULL;
+        return -1;
     }
+    int rc = -1;
     strbuf_t sb = {NULL, 0, 0};
-    uint32_t *stack = PyMem_Malloc((nn + 1) * sizeof(uint32_t)); /* next child to visit, per level */
-    uint32_t *path = PyMem_Malloc((nn + 1) * sizeof(uint32_t));
+    uint32_t *stack = PyMem_RawMalloc((nn + 1) * sizeof(uint32_t)); /* next child to visit, per level */
+    uint32_t *path = PyMem_RawMalloc((nn + 1) * sizeof(uint32_t));
     uint8_t *keep = NULL; /* NULL: every node */
-    PyObject *result = NULL;
     if (stack == NULL || path == NULL) {
-        PyErr_NoMemory();
         goto done;
     }
     *nodes_out = *kept_out = nn;
     *cut_out = 0;
     if (max_nodes > 0 && nn > max_nodes) {
-        keep = PyMem_Calloc(nn, 1);
-        if (keep == NULL) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        if (select_nodes(nodes, max_nodes, keep, kept_out) < 0) {
+        keep = PyMem_RawCalloc(nn, 1);
+        if (keep == NULL || select_nodes(nodes, max_nodes, keep, kept_out) < 0) {
             goto done;
         }
         for (size_t i = 1; i < nn; i++) {
@@ -1393,7 +1414,7 @@ static PyObject *flame_json_text(SnapshotObject *self, const uint8_t *mask, size
     int n = snprintf(num, sizeof(num), "[-1,%llu,%llu,[", (unsigned long long)nodes[0].total,
                      (unsigned long long)nodes[0].self);
     if (sb_put(&sb, num, (size_t)n) < 0) {
-        goto nomem;
+        goto done;
     }
     path[0] = 0;
     stack[0] = nodes[0].first_child;
@@ -1405,7 +1426,7 @@ static PyObject *flame_json_text(SnapshotObject *self, const uint8_t *mask, size
         }
         if (next == 0) {
             if (sb_put(&sb, "]]", 2) < 0) {
-                goto nomem;
+                goto done;
             }
             top--;
             continue;
@@ -1416,22 +1437,43 @@ static PyObject *flame_json_text(SnapshotObject *self, const uint8_t *mask, size
         n = snprintf(num, sizeof(num), "%s[%u,%llu,%llu,[", first ? "" : ",", nodes[child].func,
                      (unsigned long long)nodes[child].total, (unsigned long long)nodes[child].self);
         if (sb_put(&sb, num, (size_t)n) < 0) {
-            goto nomem;
+            goto done;
         }
         path[top] = child;
         stack[top] = nodes[child].first_child;
         top++;
     }
-    result = PyUnicode_DecodeASCII(sb.data, (Py_ssize_t)sb.len, "strict");
-    goto done;
-nomem:
-    PyErr_NoMemory();
+    *out = sb;
+    sb.data = NULL;
+    rc = 0;
 done:
-    PyMem_Free(keep);
-    PyMem_Free(stack);
-    PyMem_Free(path);
-    PyMem_Free(sb.data);
-    PyMem_Free(nodes);
+    PyMem_RawFree(keep);
+    PyMem_RawFree(stack);
+    PyMem_RawFree(path);
+    PyMem_RawFree(sb.data);
+    PyMem_RawFree(nodes);
+    return rc;
+}
+
+/* flame_json_build() with the GIL released while it runs (a full database's
+ * tree takes a few hundred ms: other threads of the server go on meanwhile;
+ * concurrent builds take turns, so their memory does not add up).  A str, or
+ * NULL with an exception. */
+static PyObject *flame_json_text(SnapshotObject *self, const uint8_t *mask, size_t max_nodes, size_t *nodes_out,
+                                 size_t *kept_out, uint64_t *cut_out)
+{
+    strbuf_t sb = {NULL, 0, 0};
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&flame_lock);
+    rc = flame_json_build(self, mask, max_nodes, &sb, nodes_out, kept_out, cut_out);
+    pthread_mutex_unlock(&flame_lock);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        return PyErr_NoMemory();
+    }
+    PyObject *result = PyUnicode_DecodeASCII(sb.data, (Py_ssize_t)sb.len, "strict");
+    PyMem_RawFree(sb.data);
     return result;
 }
 
