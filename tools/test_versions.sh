@@ -13,7 +13,7 @@ PIP_FLAGS="--disable-pip-version-check -q"
 SUITES=(tests/test_engine.py tests/test_seed_compat.py tests/test_stress.py tests/test_linetable.py
         tests/test_generators.py tests/test_layout.py tests/test_saferead.py tests/test_caveats.py
         tests/test_idle.py tests/test_task_labels.py tests/test_cli.py tests/test_share_format.py
-        tests/test_shared.py tests/test_cli_subprocesses.py)
+        tests/test_shared.py tests/test_cli_subprocesses.py tests/test_flask.py tests/test_flask_servers.py)
 main=$("$MAIN_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 status=0
 summary=()
@@ -36,7 +36,7 @@ for v in "$@"; do
     venv=.venv-$v
     echo "== CPython $v: $found -> $venv"
     if ! { { test -x "$venv/bin/python" || "$found" -m venv "$venv"; } &&
-           "$venv/bin/python" -m pip $PIP_FLAGS install setuptools wheel pytest pytest-timeout &&
+           "$venv/bin/python" -m pip $PIP_FLAGS install setuptools wheel pytest pytest-timeout flask flask-login gunicorn &&
            OXP_WERROR=1 "$venv/bin/python" -m pip $PIP_FLAGS install --no-build-isolation -e . &&
            OXP_WERROR=1 "$venv/bin/python" setup.py -q build_ext --inplace >/dev/null 2>&1; }; then
       echo "== CPython $v: set-up or build FAILED"
