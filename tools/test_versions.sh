@@ -13,7 +13,8 @@ PIP_FLAGS="--disable-pip-version-check -q"
 SUITES=(tests/test_engine.py tests/test_seed_compat.py tests/test_stress.py tests/test_linetable.py
         tests/test_generators.py tests/test_layout.py tests/test_saferead.py tests/test_caveats.py
         tests/test_idle.py tests/test_task_labels.py tests/test_cli.py tests/test_share_format.py
-        tests/test_shared.py tests/test_cli_subprocesses.py tests/test_flask.py tests/test_flask_servers.py)
+        tests/test_shared.py tests/test_cli_subprocesses.py tests/test_flask.py tests/test_flask_servers.py
+        tests/test_flame_nogil.py tests/test_unencodable.py tests/test_hardening.py tests/test_cli_endings.py)
 main=$("$MAIN_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 status=0
 summary=()
