@@ -64,7 +64,7 @@ def _environment() -> Any:
 
 
 def render(template: str, *, base: str, csrf_token: str, csrf_field: str, nonce: str,
-           messages: Optional[List[str]] = None, **context: Any) -> str:
+           flashed: Optional[List[str]] = None, **context: Any) -> str:
     """A page of the templates, its links under ``base``."""
     def page_url(view: str, **values: Any) -> str:
         return _url(base, view, values)
@@ -72,11 +72,11 @@ def render(template: str, *, base: str, csrf_token: str, csrf_field: str, nonce:
     def url_with_query(view: str, query: Optional[Dict[str, Any]] = None, **values: Any) -> str:
         return _url(base, view, dict(query or {}, **values))
 
-    def flashed(category_filter: Any = None, with_categories: bool = False) -> List[str]:
-        return list(messages or ())
+    def flashed_messages(category_filter: Any = None, with_categories: bool = False) -> List[str]:
+        return list(flashed or ())
 
     token: Callable[[], str] = lambda: csrf_token  # noqa: E731
-    names = {"url_for": page_url, "oxp_url": url_with_query, "get_flashed_messages": flashed,
+    names = {"url_for": page_url, "oxp_url": url_with_query, "get_flashed_messages": flashed_messages,
              "oxp_csrf_token": token, "oxp_csrf_field": csrf_field, "oxp_nonce": lambda: nonce,
              "oxp_pid": os.getpid()}
     return _environment().get_template(template).render(**names, **context)

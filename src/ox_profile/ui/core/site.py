@@ -66,7 +66,7 @@ def wants_json(req: WebRequest) -> bool:
 
 def _html(req: WebRequest, status: int, template: str, nonce: str, **context: Any) -> WebResponse:
     text = render(template, base=req.base, csrf_token=req.csrf_token, csrf_field=req.csrf_field,
-                  nonce=nonce, messages=req.messages, **context)
+                  nonce=nonce, flashed=req.messages, **context)
     return WebResponse(status, text.encode("utf-8"), "text/html; charset=utf-8")
 
 
