@@ -13,7 +13,9 @@ needs both, equal (compared in constant time), and is refused when its
 
 from __future__ import annotations
 
+import base64
 import inspect
+import json
 import logging
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, MutableMapping, Optional, Tuple, Union
 from urllib.parse import parse_qsl
@@ -27,6 +29,8 @@ log = logging.getLogger("ox_profile.asgi")
 
 #: The cookie that holds the CSRF token.
 CSRF_COOKIE = "ox_profile_csrf"
+#: The cookie that carries an action's messages to the next page (signed).
+FLASH_COOKIE = "ox_profile_flash"
 #: Largest POST body read (the forms send a few dozen bytes).
 MAX_FORM_BYTES = 64 * 1024
 
@@ -120,12 +124,11 @@ class OxProfileApp:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
-        response, cookie = await self._respond(scope, receive)
+        response, cookies = await self._respond(scope, receive)
         headers = [(b"content-type", response.content_type.encode("latin-1")),
                    (b"content-length", str(len(response.body)).encode())]
         headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
-        if cookie:
-            headers.append((b"set-cookie", cookie.encode("latin-1")))
+        headers += [(b"set-cookie", cookie.encode("latin-1")) for cookie in cookies]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
 
@@ -161,7 +164,32 @@ class OxProfileApp:
                 "Access is decided by this site's own check, which refused this request; "
                 "ask an administrator of this site for access.")
 
-    async def _respond(self, scope: Scope, receive: Receive) -> Tuple[site.WebResponse, str]:
+    def _flashed(self, cookies: Mapping[str, str]) -> List[str]:
+        """The messages of the action just done (from its signed cookie)."""
+        value = self.tokens.unsign(cookies.get(FLASH_COOKIE))
+        if not value:
+            return []
+        try:
+            messages = json.loads(base64.urlsafe_b64decode(value.encode()).decode())
+        except ValueError:
+            return []
+        return [str(m) for m in messages][:10] if isinstance(messages, list) else []
+
+    def _flash_cookie(self, messages: List[str], path: str, secure: str) -> str:
+        value = base64.urlsafe_b64encode(json.dumps(messages[:10]).encode()).decode()
+        return "%s=%s; Path=%s; HttpOnly; SameSite=Strict%s" % (FLASH_COOKIE, self.tokens.sign(value), path, secure)
+
+    async def _respond(self, scope: Scope, receive: Receive) -> Tuple[site.WebResponse, List[str]]:
+        response, cookies, flashed = await self._answer(scope, receive)
+        secure = "; Secure" if scope.get("scheme") in ("https", "wss") else ""
+        path = str(scope.get("root_path") or "") or "/"
+        if response.flash:
+            cookies.append(self._flash_cookie(response.flash, path, secure))
+        elif flashed and response.status == 200 and response.content_type.startswith("text/html"):
+            cookies.append("%s=; Path=%s; Max-Age=0; HttpOnly; SameSite=Strict%s" % (FLASH_COOKIE, path, secure))
+        return response, cookies
+
+    async def _answer(self, scope: Scope, receive: Receive) -> Tuple[site.WebResponse, List[str], List[str]]:
         headers = _headers(scope)
         root = str(scope.get("root_path") or "")
         path = str(scope.get("path") or "")
@@ -169,25 +197,27 @@ class OxProfileApp:
             path = path[len(root):]
         query = scope.get("query_string", b"").decode("latin-1")
         args = _first_values(parse_qsl(query, keep_blank_values=True, errors="replace"))
-        cookie_token = _cookies(headers.get("cookie", "")).get(CSRF_COOKIE)
+        cookies = _cookies(headers.get("cookie", ""))
+        cookie_token = cookies.get(CSRF_COOKIE)
         token = cookie_token if self.tokens.valid(cookie_token) else None
-        new_cookie = ""
+        new_cookies = []
         if token is None:
             token = self.tokens.new()
             secure = "; Secure" if scope.get("scheme") in ("https", "wss") else ""
-            new_cookie = "%s=%s; Path=%s; HttpOnly; SameSite=Strict%s" % (CSRF_COOKIE, token, root or "/", secure)
+            new_cookies.append("%s=%s; Path=%s; HttpOnly; SameSite=Strict%s" % (CSRF_COOKIE, token, root or "/", secure))
+        flashed = self._flashed(cookies)
         req = site.WebRequest(method=str(scope.get("method", "GET")).upper(), path=path or "/", base=root,
                               host_url=_host_url(scope, headers), args=args, headers=headers,
-                              csrf_token=token)
+                              csrf_token=token, messages=flashed)
         refusal = await self._allowed(scope)
         if refusal is not None:
-            return site.denied(req, *refusal), new_cookie
+            return site.denied(req, *refusal), new_cookies, []
         if req.method == "POST":
             try:
                 body = await _read_body(receive, self.max_form_bytes)
             except _BodyTooLarge:
                 return site.denied(req, "The form is too large (at most %d bytes)." % self.max_form_bytes,
-                                   "", status=413), new_cookie
+                                   "", status=413), new_cookies, []
             if headers.get("content-type", "").split(";")[0].strip() == "application/x-www-form-urlencoded":
                 req.form = _first_values(parse_qsl(body.decode("latin-1"), keep_blank_values=True,
                                                    errors="replace"))
@@ -197,6 +227,6 @@ class OxProfileApp:
                                                           headers.get("referer"), req.host_url):
                 log.warning("ox_profile: refused POST %s from another site (Origin %r)", path, headers.get("origin"))
                 return site.denied(req, "This action was requested by a page of another site, and was not done.",
-                                   "Use the buttons of the ox_profile status page."), new_cookie
+                                   "Use the buttons of the ox_profile status page."), new_cookies, []
         response = await _run_in_thread(site.handle, self.control, req)
-        return response, new_cookie
+        return response, new_cookies, flashed

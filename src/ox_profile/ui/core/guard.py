@@ -98,7 +98,17 @@ class SignedTokens:
 
     def valid(self, token: Optional[str]) -> bool:
         """Whether ``token`` was made with this secret."""
-        if not token or token.count(".") != 1 or len(token) > 200:
-            return False
-        value, signature = token.split(".")
-        return hmac.compare_digest(self._sign(value).encode(), signature.encode("utf-8", "replace"))
+        return self.unsign(token, 200) is not None
+
+    def sign(self, value: str) -> str:
+        """``value`` (without dots) with its signature."""
+        return value + "." + self._sign(value)
+
+    def unsign(self, signed: Optional[str], limit: int = 4096) -> Optional[str]:
+        """The value of a string made by :meth:`sign` with this secret, else None."""
+        if not signed or signed.count(".") != 1 or len(signed) > limit:
+            return None
+        value, signature = signed.split(".")
+        if not hmac.compare_digest(self._sign(value).encode(), signature.encode("utf-8", "replace")):
+            return None
+        return value
