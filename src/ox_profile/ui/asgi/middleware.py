@@ -4,10 +4,10 @@ times it into the request-timing table, while the profiler is unpaused."""
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable, Dict, MutableMapping, Optional
+from typing import Any, Awaitable, Callable, Dict, MutableMapping, Optional, Tuple
 
-import ox_profile
-from ox_profile import _forks
+from ox_profile import _engine, _forks
+from ox_profile.labels import _in_task
 from ox_profile.ui.asgi.routes import route_name as starlette_route_name
 from ox_profile.ui.core.control import ProfilerControl, default_control
 from ox_profile.ui.core.timing import NO_ENDPOINT
@@ -21,6 +21,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _perf_counter = time.perf_counter
 _fork_check = _forks.check
+#: Request paths whose route name is remembered (past it the memory starts over).
+MAX_REMEMBERED = 4096
 
 
 class OxProfileMiddleware:
@@ -40,6 +42,9 @@ class OxProfileMiddleware:
         self.app = app
         self.control = control if control is not None else default_control()
         self.route_name = route_name
+        # (app, method, root_path, path) -> name: matching the routes costs
+        # ~20 µs a request, a dictionary look-up well under one.
+        self._remembered: Dict[Tuple[int, str, str, str], str] = {}
 
     def _name(self, scope: Scope) -> str:
         if self.route_name is not None:
@@ -49,7 +54,15 @@ class OxProfileMiddleware:
                 name = None
             if name:
                 return str(name)[:200]
-        return starlette_route_name(scope) or NO_ENDPOINT
+            return NO_ENDPOINT
+        key = (id(scope.get("app")), str(scope.get("method")), str(scope.get("root_path", "")), str(scope["path"]))
+        found = self._remembered.get(key)
+        if found is None:
+            found = starlette_route_name(scope) or NO_ENDPOINT
+            if len(self._remembered) >= MAX_REMEMBERED:
+                self._remembered.clear()
+            self._remembered[key] = found
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         control = self.control
@@ -65,13 +78,14 @@ class OxProfileMiddleware:
                 status[0] = int(message.get("status", 500))
             await send(message)
 
-        previous = ox_profile.get_label()
-        ox_profile.set_label(name)
+        in_task = _in_task()  # ASGI servers serve each request in a task of its own
+        previous = _engine.get_label(in_task)
+        _engine.set_label(name, in_task)
         t0 = _perf_counter()
         failed = True
         try:
             await self.app(scope, receive, send_status)
             failed = False
         finally:
-            ox_profile.set_label(previous)
+            _engine.set_label(previous, in_task)
             control.timings.record(name, _perf_counter() - t0, failed or status[0] >= 500)
