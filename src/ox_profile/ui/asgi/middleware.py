@@ -7,7 +7,6 @@ import time
 from typing import Any, Awaitable, Callable, Dict, MutableMapping, Optional, Tuple
 
 from ox_profile import _engine, _forks
-from ox_profile.labels import _in_task
 from ox_profile.ui.asgi.routes import route_name as starlette_route_name
 from ox_profile.ui.core.control import ProfilerControl, default_control
 from ox_profile.ui.core.timing import NO_ENDPOINT
@@ -42,9 +41,9 @@ class OxProfileMiddleware:
         self.app = app
         self.control = control if control is not None else default_control()
         self.route_name = route_name
-        # (app, method, root_path, path) -> name: matching the routes costs
-        # ~20 µs a request, a dictionary look-up well under one.
-        self._remembered: Dict[Tuple[int, str, str, str], str] = {}
+        # (method, root_path, path) -> name: matching the routes costs ~20 µs
+        # a request, a dictionary look-up well under one.
+        self._remembered: Dict[Tuple[Any, Any, Any], str] = {}
 
     def _name(self, scope: Scope) -> str:
         if self.route_name is not None:
@@ -55,7 +54,7 @@ class OxProfileMiddleware:
             if name:
                 return str(name)[:200]
             return NO_ENDPOINT
-        key = (id(scope.get("app")), str(scope.get("method")), str(scope.get("root_path", "")), str(scope["path"]))
+        key = (scope.get("method"), scope.get("root_path"), scope["path"])
         found = self._remembered.get(key)
         if found is None:
             found = starlette_route_name(scope) or NO_ENDPOINT
@@ -78,14 +77,15 @@ class OxProfileMiddleware:
                 status[0] = int(message.get("status", 500))
             await send(message)
 
-        in_task = _in_task()  # ASGI servers serve each request in a task of its own
-        previous = _engine.get_label(in_task)
-        _engine.set_label(name, in_task)
+        # ASGI servers run each request in a task of its own, whose context
+        # (asyncio's, trio's) keys the label: other requests keep theirs.
+        previous = _engine.get_label(True)
+        _engine.set_label(name, True)
         t0 = _perf_counter()
         failed = True
         try:
             await self.app(scope, receive, send_status)
             failed = False
         finally:
-            _engine.set_label(previous, in_task)
+            _engine.set_label(previous, True)
             control.timings.record(name, _perf_counter() - t0, failed or status[0] >= 500)
