@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import time
 from pathlib import Path
 from typing import Dict, Iterator
 
@@ -95,3 +96,29 @@ def test_per_endpoint_split_under_the_real_server(example: tuple) -> None:
         assert counts.get(label) == 30, counts
     page = server.client.get("/ox_profile/show_req_times").text
     assert all(label in page for label, _ in endpoints.values())
+
+
+def test_django_workers_share_one_profile(tmp_path: Path) -> None:
+    """Under gunicorn -w 2, one Unpause reaches both workers and any
+    worker's page lists both processes, their samples merged."""
+    server = DjangoServer(tmp_path)
+    server.workers = 2
+    server.start()
+    try:
+        server.login()
+        assert server.action("unpause").status_code in (302, 303)
+        deadline = time.monotonic() + 20
+        while True:
+            for _ in range(8):
+                assert server.client.get("/numbers").status_code == 200
+            status = server.client.get("/ox_profile/status.json").json()
+            running = [p for p in status["processes"] if p["state"] == "running" and p["samples"] > 0]
+            if len(running) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert status["shared"]["enabled"], status["shared"]
+        assert len(running) == 2, (status["processes"], server.output())
+        assert "numbers" in status["endpoints"]
+        assert server.action("pause").status_code in (302, 303)
+    finally:
+        server.stop()

@@ -99,14 +99,16 @@ class FastAPIServer(ExampleServer):
 
 class DjangoServer(ExampleServer):
     kind = "gunicorn"
+    workers = 1
 
     def command(self) -> List[str]:
-        return [str(BIN / "gunicorn"), "-w", "1", "--threads", "4", "-b", "127.0.0.1:%d" % self.port,
+        return [str(BIN / "gunicorn"), "-w", str(self.workers), "--threads", "4", "-b", "127.0.0.1:%d" % self.port,
                 "examples.django_app.wsgi"]
 
     def env(self) -> Dict[str, str]:
         return dict(super().env(), OX_DJANGO_EXAMPLE_DB=str(self.tmp_path / "django.sqlite3"),
-                    DJANGO_SETTINGS_MODULE="examples.django_app.settings")
+                    DJANGO_SETTINGS_MODULE="examples.django_app.settings",
+                    OX_PROFILE_SHARED_DIR=str(self.tmp_path / "shared"))
 
     def login(self) -> None:
         page = self.client.get("/login/").text

@@ -12,10 +12,27 @@ from ox_profile import _forks
 from ox_profile.ui.core.control import default_control
 from ox_profile.ui.core.timing import NO_ENDPOINT
 
-__all__ = ["OxProfileMiddleware", "view_name"]
+__all__ = ["OxProfileMiddleware", "view_name", "share_between_processes"]
 
 _perf_counter = time.perf_counter
 _ATTR = "_ox_profile_view"
+
+
+def share_between_processes(control: Any) -> None:
+    """Share the profile with the other worker processes of the server, as
+    the settings say (once per process): ``OX_PROFILE_SHARED`` (default
+    True), ``OX_PROFILE_SHARED_DIR``, ``OX_PROFILE_PUBLISH_INTERVAL`` (see
+    :mod:`ox_profile.ui.core.sharing`)."""
+    from django.conf import settings
+
+    config = {"OX_PROF_SHARED": getattr(settings, "OX_PROFILE_SHARED", True),
+              "OX_PROF_PUBLISH_INTERVAL": getattr(settings, "OX_PROFILE_PUBLISH_INTERVAL", 1.0)}
+    directory = getattr(settings, "OX_PROFILE_SHARED_DIR", None)
+    if directory:
+        config["OX_PROF_SHARED_DIR"] = directory
+    control.sharing.setup(config)
+    if not config["OX_PROF_SHARED"]:
+        control.sharing.error = "sharing between processes is off (OX_PROFILE_SHARED is false)"
 
 
 def view_name(request: Any, view_func: Any) -> str:
@@ -42,6 +59,7 @@ class OxProfileMiddleware:
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
         self.control = default_control()
+        share_between_processes(self.control)
 
     def __call__(self, request: Any) -> Any:
         control = self.control
