@@ -87,13 +87,20 @@ def selected(control: Any, sel: Selection) -> Tuple[Any, Any]:
     return profile, narrowed
 
 
+def _display_name(stat: Any) -> str:
+    return str(stat.function.display_name)
+
+
+def _filename(stat: Any) -> str:
+    return str(stat.function.filename)
+
+
 def _top(profile: Any, sel: Selection) -> Tuple[List[Any], int]:
     """The top functions of the selection and how many matched re_filter."""
-    stats = profile.top()
+    stats: List[Any] = profile.top()
     if sel.matcher is not None:
         try:
-            stats = sel.matcher.select(stats, lambda s: s.function.display_name,
-                                       lambda s: s.function.filename)
+            stats = sel.matcher.select(stats, _display_name, _filename)
         except FilterError as exc:
             raise BadParameter(str(exc)) from None
     return stats[:sel.max_records], len(stats)
@@ -139,8 +146,8 @@ def _build_page(control: Any, sel: Selection) -> pagedata.PageData:
     endpoints, endpoints_omitted = pagedata.listed(
         sorted(label_hits), lambda lab: label_hits[lab], pagedata.MAX_LISTED_ENDPOINTS, keep=sel.endpoint)
     merged = len(profile.processes) > 1
-    thread_values = {t.index: "%d:%d" % _thread_key(profile, t) for t in threads
-                     if merged and _thread_key(profile, t) is not None}
+    keys = {t.index: _thread_key(profile, t) for t in threads} if merged else {}
+    thread_values = {index: "%d:%d" % key for index, key in keys.items() if key is not None}
     return pagedata.PageData(
         stats=dict(narrowed.stats), top=top, matched=matched, total_functions=len(profile.functions),
         total_samples=narrowed.total_samples, threads=threads, threads_omitted=threads_omitted,
