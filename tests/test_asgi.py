@@ -259,3 +259,37 @@ def test_unknown_pages_and_methods() -> None:
     assert r.status_code == 405 and "GET" in r.headers["allow"]
     assert client.get("/prof/static/secret.py").status_code == 404
     assert client.get("/prof/static/..%2F__init__.py").status_code == 404
+
+
+def test_more_concurrent_requests_than_label_slots_all_succeed() -> None:
+    """The engine keeps 4096 labels; a request beyond them is served and
+    timed, only unlabelled."""
+    control = ProfilerControl()
+    control.always_time_requests = True
+    app = FastAPI()
+    middleware: List[OxProfileMiddleware] = []
+    total = 4300
+    arrived = [0]
+    everyone = asyncio.Event()
+
+    @app.get("/wait")
+    async def wait() -> dict:
+        arrived[0] += 1
+        if arrived[0] == total:
+            everyone.set()
+        await everyone.wait()
+        return {}
+
+    def capture(inner: Any) -> OxProfileMiddleware:
+        middleware.append(OxProfileMiddleware(inner, control=control))
+        return middleware[0]
+
+    async def load() -> List[int]:
+        transport = httpx.ASGITransport(app=capture(app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=120) as client:
+            responses = await asyncio.gather(*(client.get("/wait") for _ in range(total)))
+        return [r.status_code for r in responses]
+
+    assert asyncio.run(load()) == [200] * total
+    assert middleware[0].unlabelled >= total - 4096
+    assert control.timings.count() == total

@@ -44,6 +44,9 @@ class OxProfileMiddleware:
         # (method, root_path, path) -> name: matching the routes costs ~20 µs
         # a request, a dictionary look-up well under one.
         self._remembered: Dict[Tuple[Any, Any, Any], str] = {}
+        #: Requests whose samples could not be labelled (the engine's label
+        #: table, 4096 threads and tasks, was full); they are timed all the same.
+        self.unlabelled = 0
 
     def _name(self, scope: Scope) -> str:
         if self.route_name is not None:
@@ -80,7 +83,10 @@ class OxProfileMiddleware:
         # ASGI servers run each request in a task of its own, whose context
         # (asyncio's, trio's) keys the label: other requests keep theirs.
         previous = _engine.get_label(True)
-        _engine.set_label(name, True)
+        try:
+            _engine.set_label(name, True)
+        except RuntimeError:  # more labelled tasks than the engine's table holds: unlabelled
+            self.unlabelled += 1
         t0 = _perf_counter()
         failed = True
         try:
