@@ -28,7 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import httpx
 
@@ -53,8 +53,15 @@ def loadavg() -> str:
         return " ".join(f.read().split()[:3])
 
 
-def wrk(url: str, seconds: float, threads: int, connections: int) -> float:
-    """Requests per second wrk reaches on ``url``."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process used so far (all its threads)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, seconds: float, threads: int, connections: int) -> Tuple[float, int]:
+    """Requests per second wrk reaches on ``url``, and how many it made."""
     out = subprocess.run(["wrk", "-t%d" % threads, "-c%d" % connections, "-d%ds" % seconds, url],
                          capture_output=True, text=True, check=True)
     match = re.search(r"Requests/sec:\s*([0-9.]+)", out.stdout)
@@ -62,7 +69,8 @@ def wrk(url: str, seconds: float, threads: int, connections: int) -> float:
         raise RuntimeError("wrk said: %s" % out.stdout)
     if re.search(r"Non-2xx or 3xx responses", out.stdout):
         raise RuntimeError("errors under load: %s" % out.stdout)
-    return float(match.group(1))
+    made = re.search(r"([0-9]+) requests in", out.stdout)
+    return float(match.group(1)), int(made.group(1)) if made else 0
 
 
 class Server:
@@ -121,11 +129,12 @@ def main() -> int:
     load_before = loadavg()
     server = Server()
     results: Dict[str, List[float]] = {"paused": [], "unpaused": []}
+    cpu_us: Dict[str, List[float]] = {"paused": [], "unpaused": []}  # server CPU per request
     pairs: List[float] = []
     try:
         server.action("set_interval", interval=repr(args.interval))
         url = server.base + args.path
-        wrk(url, 2, args.threads, args.connections)  # warm-up
+        wrk(url, 2, args.threads, args.connections)  # warm-up (and the routes' names remembered)
         for rnd in range(args.rounds):
             order = ["paused", "unpaused"]
             random.shuffle(order)
@@ -133,11 +142,14 @@ def main() -> int:
             for config in order:
                 server.action("unpause" if config == "unpaused" else "pause")
                 time.sleep(0.3)
-                got[config] = wrk(url, args.seconds, args.threads, args.connections)
+                cpu0 = cpu_seconds(server.proc.pid)
+                got[config], made = wrk(url, args.seconds, args.threads, args.connections)
+                cpu_us[config].append(1e6 * (cpu_seconds(server.proc.pid) - cpu0) / max(1, made))
                 results[config].append(got[config])
             pairs.append(got["unpaused"] / got["paused"])
-            log("round %d: paused %.0f, unpaused %.0f req/s (%.1f%%)"
-                % (rnd + 1, got["paused"], got["unpaused"], 100 * pairs[-1]))
+            log("round %d: paused %.0f, unpaused %.0f req/s (%.1f%%); server CPU %.0f vs %.0f us a request"
+                % (rnd + 1, got["paused"], got["unpaused"], 100 * pairs[-1], cpu_us["paused"][-1],
+                   cpu_us["unpaused"][-1]))
         server.action("unpause")
         stats = server.stats()
         server.action("pause")
@@ -145,20 +157,24 @@ def main() -> int:
         server.stop()
     load_after = loadavg()
     paused, unpaused = statistics.median(results["paused"]), statistics.median(results["unpaused"])
+    cpu_paused, cpu_unpaused = statistics.median(cpu_us["paused"]), statistics.median(cpu_us["unpaused"])
     summary = {
         "path": args.path, "rounds": args.rounds, "seconds": args.seconds, "interval": args.interval,
         "wrk": "-t%d -c%d" % (args.threads, args.connections),
         "paused_median": paused, "unpaused_median": unpaused, "ratio_of_medians": unpaused / paused,
         "ratio_paired_median": statistics.median(pairs), "pairs": pairs, "runs": results,
+        "server_cpu_us_per_request": cpu_us, "cpu_paused_median_us": cpu_paused,
+        "cpu_unpaused_median_us": cpu_unpaused,
         "achieved_rate_hz": stats.get("rate_hz"), "sampler_cpu_percent": stats.get("sampler_cpu_percent"),
         "loadavg_before": load_before, "loadavg_after": load_after,
     }
     table = "\n".join([
-        "| configuration | requests/s (median of %d) | ratio |" % args.rounds,
-        "| --- | ---: | --- |",
-        "| paused | %.0f | 100%% |" % paused,
-        "| unpaused at %g Hz | %.0f | %.1f%% of paused (%.1f%% median of the paired rounds) |"
-        % (1 / args.interval, unpaused, 100 * unpaused / paused, 100 * statistics.median(pairs)),
+        "| configuration | requests/s (median of %d) | ratio | server CPU a request (median) |" % args.rounds,
+        "| --- | ---: | --- | ---: |",
+        "| paused | %.0f | 100%% | %.0f µs |" % (paused, cpu_paused),
+        "| unpaused at %g Hz | %.0f | %.1f%% of paused (%.1f%% median of the paired rounds) | %.0f µs (%+.1f%%) |"
+        % (1 / args.interval, unpaused, 100 * unpaused / paused, 100 * statistics.median(pairs), cpu_unpaused,
+           100 * (cpu_unpaused / cpu_paused - 1)),
     ])
     text = ("FastAPI example under uvicorn (1 process), wrk %s on %s, %d s runs, paused and unpaused "
             "alternating in one server; load average %s before, %s after.\n\n%s\n"
