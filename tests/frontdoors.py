@@ -133,6 +133,10 @@ def setup_django() -> None:
     os.environ.setdefault("OX_DJANGO_EXAMPLE_DB", os.path.join(tempfile.mkdtemp(prefix="oxp-dj-"), "db.sqlite3"))
     import django
     django.setup()
+    from django.conf import settings
+    # One process, several integrations: the Flask tests' blueprint shares
+    # this process's profile; Django's control stays this process's own.
+    settings.OX_PROFILE_SHARED = False
     from examples.django_app.setup_db import ensure_database
     ensure_database()
     from django.contrib.auth import get_user_model

@@ -60,3 +60,22 @@ asyncio.run(main())
 """)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def test_one_process_shares_through_one_integration(tmp_path) -> None:
+    """Two integrations in one process (Flask's blueprint and the Django or
+    ASGI control): the first shares, the second says why it does not."""
+    proc = run_python(BLOCK + """
+import sys
+from ox_profile.ui.core.control import ProfilerControl
+first, second = ProfilerControl(), ProfilerControl()
+config = {"OX_PROF_SHARED_DIR": sys.argv[1]}
+first.sharing.setup(config)
+second.sharing.setup(config)
+assert first.sharing.share is not None, first.sharing.error
+assert second.sharing.share is None
+print(second.sharing.error)
+first.sharing.share.stop()
+""", args=[str(tmp_path / "shared")])
+    assert proc.returncode == 0, proc.stderr
+    assert "another ox_profile web integration of this process shares already" in proc.stdout

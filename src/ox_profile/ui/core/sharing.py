@@ -33,6 +33,10 @@ MIN_PUBLISH_INTERVAL = 0.05
 MAX_PUBLISH_INTERVAL = 60.0
 
 
+#: The one sharing started in this process (the first integration to ask).
+_sharing_in_process: Optional["ControlSharing"] = None
+
+
 class ControlSharing:
     """A profiler control's :class:`~ox_profile.shared.ProcessShare` and what
     it publishes; ``share`` is None when sharing is off, ``error`` says why."""
@@ -45,11 +49,19 @@ class ControlSharing:
 
     def setup(self, config: Any) -> None:
         """Start sharing as ``config`` (a mapping with ``get``) says; once per process."""
+        global _sharing_in_process
         if self.configured:
             return
         self.configured = True
         if not config.get("OX_PROF_SHARED", True):
             self.error = "sharing between processes is off (OX_PROF_SHARED is false)"
+            return
+        if _sharing_in_process is not None and _sharing_in_process is not self:
+            # Two shares of one process would publish the same process file
+            # and follow the same controls: the first integration keeps it.
+            self.error = ("not shared with the server's other processes: another ox_profile web "
+                          "integration of this process shares already")
+            log.warning("ox_profile: %s", self.error)
             return
         interval = config.get("OX_PROF_PUBLISH_INTERVAL", 1.0)
         if (not isinstance(interval, (int, float)) or isinstance(interval, bool) or not math.isfinite(interval)
@@ -66,6 +78,7 @@ class ControlSharing:
         self.share = ProcessShare(shared, self, publish_interval=float(interval),
                                   poll_interval=min(0.2, float(interval)), server=server)
         self.share.start()
+        _sharing_in_process = self
 
     # -- ShareSource -----------------------------------------------------------
 
