@@ -5,7 +5,7 @@ VPY     := $(VENV)/bin/python
 PIP     := $(VPY) -m pip --disable-pip-version-check -q
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SRCS    := $(wildcard engine/*.c engine/*.h) setup.py
-PYDEPS  := pytest pytest-timeout Flask Flask-Login jsonschema playwright gunicorn uwsgi build mypy ipython ipykernel nbclient nbformat
+PYDEPS  := pytest pytest-timeout Flask Flask-Login Django fastapi starlette uvicorn httpx jsonschema playwright gunicorn uwsgi build mypy ipython ipykernel nbclient nbformat
 APTDEPS := chromium golang-go wrk
 
 .PHONY: all venv build engine demo test test-fast test-versions test-asan valgrind lint sysdeps bench clean

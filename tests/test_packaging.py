@@ -101,10 +101,10 @@ def test_wheel_contents(dists: Dict[str, Path]) -> None:
     # The engine, every module, the static files, the templates and py.typed.
     assert [n for n in names if re.fullmatch(r"ox_profile/_engine\.cpython-[^/]+\.so", n)], sorted(names)
     expected = (_package_files(SRC_PKG, "*.py") + _package_files(SRC_PKG / "web" / "static", "*")
-                + _package_files(SRC_PKG / "ui" / "flask" / "templates", "*") + ["ox_profile/py.typed"])
+                + _package_files(SRC_PKG / "ui" / "core" / "templates", "*") + ["ox_profile/py.typed"])
     assert set(expected) - names == set()
     assert {"ox_profile/web/static/flamegraph.js", "ox_profile/web/static/flamegraph.css",
-            "ox_profile/web/static/report.html", "ox_profile/ui/flask/templates/ox_prof_status.html"} <= names
+            "ox_profile/web/static/report.html", "ox_profile/ui/core/templates/ox_prof_status.html"} <= names
     # Nothing that belongs to the sdist only.
     assert not [n for n in names if n.startswith(("tests/", "engine/")) or n.endswith((".c", ".h", ".pyc"))]
     assert "Version: %s" % VERSION in metadata

@@ -27,6 +27,8 @@ KINDS = {
     "labels": "ox_profile.label(",
     "seed": ">>> from ox_profile.core import launchers",
     "flask": "OX_PROF_BP",
+    "django": "ox_profile.ui.django",
+    "asgi": "ox_profile.ui.asgi",
 }
 
 
@@ -146,6 +148,68 @@ def test_flask_block(tmp_path: Path) -> None:
         print("checked")
     """)
     out = run_block(python_block("flask") + check, tmp_path, "flask_example.py")
+    assert out.stdout.strip() == "checked"
+
+
+def test_django_block(tmp_path: Path) -> None:
+    pytest.importorskip("django")
+    before = textwrap.dedent("""
+        from django.urls import include, path
+        MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware",
+                      "django.contrib.auth.middleware.AuthenticationMiddleware"]
+        urlpatterns = []
+    """)
+    check = textwrap.dedent("""
+
+        # -- the test: the settings and URLs above in a project --
+        import django
+        from django.conf import settings
+        settings.configure(
+            ROOT_URLCONF=__name__, MIDDLEWARE=MIDDLEWARE, OX_PROFILE_USERS=OX_PROFILE_USERS,
+            INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions"],
+            DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}},
+            SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies", SECRET_KEY="x",
+            ALLOWED_HOSTS=["testserver"], LOGIN_URL="/login/")
+        django.setup()
+        from django.core.management import call_command
+        call_command("migrate", verbosity=0)
+        from django.contrib.auth.models import User
+        from django.test import Client
+        assert Client().get("/ox_profile/status").status_code == 302   # to the login page
+        guest = Client()
+        guest.force_login(User.objects.create_user("guest"))
+        assert guest.get("/ox_profile/status").status_code == 403
+        admin = Client()
+        admin.force_login(User.objects.create_user("admin"))
+        page = admin.get("/ox_profile/status")
+        assert page.status_code == 200 and b"Ox Profile Status" in page.content
+        print("checked")
+    """)
+    out = run_block(before + python_block("django") + check, tmp_path, "django_example.py")
+    assert out.stdout.strip() == "checked"
+
+
+def test_asgi_block(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    before = textwrap.dedent("""
+        from fastapi import FastAPI
+        app = FastAPI()
+
+        def is_admin(scope):
+            return dict(scope["headers"]).get(b"x-admin") == b"yes"
+    """)
+    check = textwrap.dedent("""
+
+        # -- the test: what the README says about access --
+        import warnings
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+        assert TestClient(app).get("/ox_profile/status").status_code == 403
+        page = TestClient(app, headers={"X-Admin": "yes"}).get("/ox_profile/status")
+        assert page.status_code == 200 and "Ox Profile Status" in page.text
+        print("checked")
+    """)
+    out = run_block(before + python_block("asgi") + check, tmp_path, "asgi_example.py")
     assert out.stdout.strip() == "checked"
 
 

@@ -26,18 +26,17 @@ from __future__ import annotations
 
 import collections
 import datetime
-import os
 import threading
 import time
-import weakref
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 from flask import Blueprint, Flask, request
 
 import ox_profile
 from ox_profile import _forks
-from ox_profile.ui.flask.sharing import BlueprintSharing
-from ox_profile.ui.flask.timing import EndpointSummary, RequestTimings
+from ox_profile.ui.core.control import ProfilerControl
+from ox_profile.ui.core.render import TEMPLATE_DIR
+from ox_profile.ui.core.timing import RequestTimings
 
 __all__ = ["OX_PROF_BP", "OxProfBlueprint", "OxProfile", "ReqRecord"]
 
@@ -106,8 +105,9 @@ class _RequestObserver:
             bp.timings.record(state.endpoint, _perf_counter() - t0, state.status[:1] >= "5")
 
 
-class OxProfBlueprint(Blueprint):
-    """A Blueprint that owns the profiler launcher and the request timings.
+class OxProfBlueprint(Blueprint, ProfilerControl):
+    """A Blueprint that owns the profiler launcher and the request timings
+    (a :class:`~ox_profile.ui.core.control.ProfilerControl`).
 
     ``launcher`` (an :class:`ox_profile.core.launchers.SimpleLauncher`) is
     created on first use and starts paused; :meth:`unpause` starts its
@@ -117,172 +117,22 @@ class OxProfBlueprint(Blueprint):
     """
 
     def __init__(self, *args: Any, max_endpoints: int = 1000, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.timings = RequestTimings(max_endpoints=max_endpoints)
-        self._launcher: Any = None
-        self._state_lock = threading.Lock()
+        Blueprint.__init__(self, *args, **kwargs)
+        ProfilerControl.__init__(self, max_endpoints=max_endpoints)
         self._state = _RequestState()
-        self._always_time = False
-        self._observe = False  # read on every request: time and label it?
-        #: How many times the samples were reset (pages built before are stale).
-        self.generation = 0
-        #: Keyword arguments for the SimpleLauncher, used when it is created
-        #: (e.g. ``{"mode": "cpu"}`` to sample only threads that ran).
-        self.launcher_options: dict = {}
-        #: Sharing with the server's other processes (set up at registration).
-        self.sharing = BlueprintSharing(self)
         self.before_app_request(self._request_started)
-        _blueprints.add(self)
 
     def register(self, app: Flask, options: Any) -> None:
         """Register as usual, wrap ``app.wsgi_app`` (once per app) to time
         requests, and start sharing with the server's other processes (once
         per process, as the first app's config says: see
-        :mod:`ox_profile.ui.flask.sharing`)."""
+        :mod:`ox_profile.ui.core.sharing`)."""
         super().register(app, options)
         observer = app.extensions.get("ox_profile.observer")
         if observer is None or observer.blueprint is not self:
             app.wsgi_app = _RequestObserver(app.wsgi_app, self)  # type: ignore[method-assign]
             app.extensions["ox_profile.observer"] = app.wsgi_app
         self.sharing.setup(app.config)
-
-    @property
-    def always_time_requests(self) -> bool:
-        """Time requests (and label samples) while paused too (default False)."""
-        return self._always_time
-
-    @always_time_requests.setter
-    def always_time_requests(self, value: bool) -> None:
-        self._always_time = bool(value)
-        self._update_observe()
-
-    def _update_observe(self) -> None:
-        self._observe = self._always_time or not self.is_paused()
-
-    # -- profiler control ----------------------------------------------------
-
-    @property
-    def launcher(self) -> Any:
-        """The (paused until unpaused) SimpleLauncher, created on first use."""
-        if self._launcher is None:
-            with self._state_lock:
-                self._launcher_unlocked()
-        return self._launcher
-
-    def _launcher_unlocked(self) -> Any:
-        """The launcher, created if need be (caller holds ``_state_lock``)."""
-        if self._launcher is None:
-            from ox_profile.core.launchers import SimpleLauncher
-            self._launcher = SimpleLauncher(**self.launcher_options)
-        return self._launcher
-
-    @property
-    def started(self) -> bool:
-        """Whether the sampler thread runs (paused or not)."""
-        return self._launcher is not None and self._launcher.is_alive()
-
-    def is_paused(self) -> bool:
-        """True unless the sampler is started and sampling."""
-        return self._launcher is None or self._launcher.is_paused()
-
-    def unpause(self) -> List[str]:
-        """Start the sampler on first use, then unpause it (in every process
-        of the server when shared); returns what was done."""
-        share = self.sharing.share
-        if share is not None:
-            was_started = self.started
-            share.change(paused=False, default_interval=self._interval())
-            done = ["Started thread for first time"] if self.started and not was_started else []
-            return done + ["unpaused"]
-        done = []
-        with self._state_lock:
-            launcher = self._launcher_unlocked()
-            if not launcher.is_alive():
-                launcher.start()
-                done.append("Started thread for first time")
-            launcher.unpause()
-            self._update_observe()
-        done.append("unpaused")
-        return done
-
-    def pause(self) -> None:
-        """Stop sampling (the sampler keeps its data; every process of the
-        server when shared)."""
-        share = self.sharing.share
-        if share is not None:
-            share.change(paused=True, default_interval=self._interval())
-            return
-        with self._state_lock:
-            if self._launcher is not None:
-                self._launcher.pause()
-            self._update_observe()
-
-    def reset(self) -> None:
-        """Forget all samples and request timings (sampling state unchanged;
-        every process of the server when shared)."""
-        share = self.sharing.share
-        if share is not None:
-            share.change(reset=True, default_interval=self._interval())
-            return
-        self._forget()
-
-    def _forget(self) -> None:
-        self.timings.clear()
-        self.generation += 1
-        if self._launcher is not None:
-            self._launcher.profiler.clear()
-
-    def set_interval(self, seconds: float) -> None:
-        """Set the sampling interval in seconds (every process of the server
-        when shared)."""
-        share = self.sharing.share
-        if share is not None:
-            share.change(interval=seconds, default_interval=self._interval())
-            return
-        self.launcher.set_interval(seconds)
-
-    def _interval(self) -> float:
-        if self._launcher is not None:
-            return float(self._launcher.interval)
-        return float(self.launcher_options.get("interval", 0.001))
-
-    def _apply_settings(self, settings: Any, reset: bool) -> None:
-        """Follow the server's shared settings (called by the share)."""
-        with self._state_lock:
-            if reset:
-                self._forget()
-            launcher = self._launcher
-            if launcher is None and not settings.paused:
-                launcher = self._launcher_unlocked()
-            if launcher is None:
-                if settings.interval != self._interval():
-                    self.launcher_options["interval"] = settings.interval
-            else:
-                if settings.interval != float(launcher.interval):
-                    launcher.set_interval(settings.interval)
-                if settings.paused:
-                    launcher.pause()
-                else:
-                    if not launcher.is_alive():
-                        launcher.start()
-                    launcher.unpause()
-            self._update_observe()
-
-    def _after_fork_in_child(self) -> None:
-        """In a forked worker: its own timings, fresh locks (its profiler is
-        re-armed by the profiler's own fork hook)."""
-        self._state_lock = threading.Lock()
-        # A new table: the parent's lock may have been held (by its share
-        # thread publishing) when it forked.
-        self.timings = RequestTimings(max_endpoints=self.timings.max_endpoints)
-        self.generation += 1
-
-    def merged(self) -> Any:
-        """Every process's profile and timings merged
-        (:class:`ox_profile.shared.MergedView`), or None when not shared."""
-        return self.sharing.view()
-
-    # -- request hooks -------------------------------------------------------
 
     # -- request hook ------------------------------------------------------
 
@@ -301,40 +151,14 @@ class OxProfBlueprint(Blueprint):
         (the original's API; ``username`` is no longer kept)."""
         self.timings.record(endpoint, max(0.0, (etime - stime).total_seconds()))
 
-    def request_summaries(self, process: Optional[int] = None) -> List[EndpointSummary]:
-        """Per-endpoint timing summaries, slowest total first: of every
-        process of the server when shared (only ``process``, a pid, when
-        given), else of this process."""
-        view = self.merged()
-        if view is None:
-            return self.timings.summaries()
-        merged = RequestTimings(max_endpoints=self.timings.max_endpoints)
-        for info, entries in zip(view.profile.processes, view.timings):
-            if process is None or info.pid == process:
-                merged.add(entries)
-        return merged.summaries()
-
     @staticmethod
     def get_help() -> None:
         """Print where to find help (the original's API)."""
         print("Please see the ox_profile README (docs/flask.md) for more information.")
 
 
-# Every blueprint of this process, for the after-fork hook.
-_blueprints: "weakref.WeakSet[OxProfBlueprint]" = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for bp in list(_blueprints):
-        if bp.sharing.share is None:  # a share calls it itself, before publishing
-            bp._after_fork_in_child()
-
-
-_forks.register(_after_fork_in_child)
-
-
 OX_PROF_BP = OxProfBlueprint(
-    "ox_profile", __name__, template_folder="templates", url_prefix="/ox_profile")
+    "ox_profile", __name__, template_folder=TEMPLATE_DIR, url_prefix="/ox_profile")
 
 
 class OxProfile:
