@@ -641,7 +641,7 @@ def test_status_page_has_one_top_table_with_short_paths(admin):
     # (The other table, when the profiles are shared, lists the server's processes.)
     assert page.count("<table") - page.count('<table id="oxp-process-list"') == 1
     assert page.count("Top functions") == 1
-    assert "OxFlame.mount(host, data, {table: false})" in page
+    assert "OxFlame.mount(host, data, {table: false, idle: false})" in page
     row = [r for r in _top_table(page).split("<tr>") if "func_alpha" in r]
     assert row, page
     m = re.search(r'<td class="oxp-loc" title="([^"]+):(\d+)">([^<]+)</td>', row[0])
@@ -853,3 +853,53 @@ def test_imports_without_flask_login():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "OK"
+
+
+def waiting_poller(stop: threading.Event) -> None:
+    """A thread that waits most of the time (idle samples)."""
+    while not stop.wait(0.05):
+        pass
+
+
+def _hits(doc: dict, name: str) -> int:
+    return sum(r["total_hits"] for r in doc["top"] if r["name"] == name)
+
+
+def test_the_top_table_counts_running_threads_unless_idle_is_asked(admin):
+    OX_PROF_BP.reset()
+    stop = threading.Event()
+    poller = threading.Thread(target=waiting_poller, args=(stop,), name="poller", daemon=True)
+    poller.start()
+    try:
+        admin.post(P + "/unpause", data={"csrf_token": CSRF})
+        for _ in range(40):
+            admin.get("/work_a")
+            doc = admin.get(P + "/status.json", query_string={"idle": "1"}).json
+            if _hits(doc, "waiting_poller") > 100 and _hits(doc, "func_alpha") > 0:
+                break
+        admin.post(P + "/pause", data={"csrf_token": CSRF})
+    finally:
+        stop.set()
+        poller.join()
+    doc = admin.get(P + "/status.json").json
+    everything = admin.get(P + "/status.json", query_string={"idle": "1"}).json
+    # By default the waiting thread's samples are left out (those after its
+    # wake-ups, when it ran, stay), and the page says how many.
+    assert _hits(doc, "func_alpha") > 0
+    assert _hits(doc, "waiting_poller") < _hits(everything, "waiting_poller") / 2
+    hidden = doc["idle_samples_left_out"]
+    assert hidden > 0 and doc["top_samples"] + hidden == doc["total_samples"]
+    assert doc["selection"]["idle"] is False
+    page = admin.get(P + "/status").get_data(as_text=True)
+    assert 'id="oxp-idle-note"' in page and "{:,} samples of waiting threads".format(hidden) in page
+    assert "idle: false" in page and 'id="oxp-idle" checked' not in page
+
+    # idle=1: every sample counts.
+    assert everything["selection"]["idle"] is True
+    assert everything["idle_samples_left_out"] == 0 and everything["top_samples"] == everything["total_samples"]
+    page = admin.get(P + "/status", query_string={"idle": "1"}).get_data(as_text=True)
+    assert 'id="oxp-idle-note"' not in page
+    assert 'id="oxp-idle" checked' in page and "idle: true" in page
+    # A bad value is a 400 that names the parameter.
+    bad = admin.get(P + "/status", query_string={"idle": "maybe"})
+    assert bad.status_code == 400 and "idle must be 0 or 1" in bad.get_data(as_text=True)

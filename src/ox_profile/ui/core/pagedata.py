@@ -67,6 +67,10 @@ class PageData:
     thread_values: Dict[int, str] = dataclasses.field(default_factory=dict)  # index -> "pid:native id"
     selected_thread: Optional[int] = None
     skipped: List[Any] = dataclasses.field(default_factory=list)  # [file, why] not merged
+    # The top table: samples it counts (running threads only unless the
+    # selection asks for idle ones) and the idle samples it left out.
+    shown_samples: int = 0
+    idle_hidden: int = 0
 
 
 @dataclasses.dataclass

@@ -137,7 +137,8 @@ def _data_version(control: Any) -> Tuple[Any, ...]:
 
 def _build_page(control: Any, sel: Selection) -> pagedata.PageData:
     profile, narrowed = selected(control, sel)
-    top, matched = _top(narrowed, sel)
+    shown = narrowed.filter(include_idle=sel.idle)  # the top table's samples
+    top, matched = _top(shown, sel)
     flame = web.flame_data(narrowed, title=page_title(sel), budget=pagedata.PAGE_BUDGET)
     threads, threads_omitted = pagedata.listed(
         [t for t in profile.threads], lambda t: t.hits, pagedata.MAX_LISTED_THREADS,
@@ -154,7 +155,8 @@ def _build_page(control: Any, sel: Selection) -> pagedata.PageData:
         endpoints=endpoints, endpoints_omitted=endpoints_omitted,
         flame_text=web.dumps_for_script(flame), flame_meta=flame["meta"],
         processes=list(profile.processes), thread_values=thread_values, selected_thread=sel.thread,
-        skipped=list(profile.stats.get("shared_skipped_files") or ()))
+        skipped=list(profile.stats.get("shared_skipped_files") or ()),
+        shown_samples=shown.total_samples, idle_hidden=0 if sel.idle else shown.idle_hidden)
 
 
 def page(control: Any, sel: Selection) -> pagedata.PageData:
@@ -168,8 +170,11 @@ def status_payload(control: Any, sel: Selection, data: pagedata.PageData, csrf_t
         "state": state(control),
         "stats": data.stats,
         "selection": {"re_filter": sel.re_filter, "max_records": sel.max_records,
-                      "thread": sel.thread, "endpoint": sel.endpoint, "process": sel.process},
+                      "thread": sel.thread, "endpoint": sel.endpoint, "process": sel.process,
+                      "idle": sel.idle},
         "total_samples": data.total_samples,
+        "top_samples": data.shown_samples,
+        "idle_samples_left_out": data.idle_hidden,
         "matched_functions": data.matched,
         "top": [_top_json(s) for s in data.top],
         "threads": [{"index": t.index, "ident": t.ident, "native_id": t.native_id,

@@ -107,6 +107,7 @@ class Selection:
     matcher: Optional[SafeFilter] = None
     thread_key: Optional[Tuple[int, int]] = None
     process: Optional[int] = None
+    idle: bool = False  # the top table counts samples of waiting threads too
 
     @property
     def thread_param(self) -> Optional[str]:
@@ -128,12 +129,15 @@ class Selection:
             args["endpoint"] = self.endpoint
         if self.process is not None:
             args["process"] = self.process
+        if self.idle:
+            args["idle"] = 1
         args.update(extra)
         return args
 
     def cache_key(self) -> Tuple[Any, ...]:
         """What distinguishes the pages of two selections."""
-        return (self.re_filter, self.max_records, self.thread, self.thread_key, self.endpoint, self.process)
+        return (self.re_filter, self.max_records, self.thread, self.thread_key, self.endpoint, self.process,
+                self.idle)
 
 
 def parse_selection(args: Mapping[str, str]) -> Selection:
@@ -164,4 +168,5 @@ def parse_selection(args: Mapping[str, str]) -> Selection:
             raise BadParameter("endpoint must be at most %d characters long." % MAX_ENDPOINT_LENGTH)
         sel.endpoint = endpoint
     sel.process = parse_process(args.get("process", ""))
+    sel.idle = parse_flag("idle", args.get("idle"))
     return sel
