@@ -482,6 +482,15 @@ def _run_program(config: RunConfig, program_path: Optional[List[str]] = None,
         except BaseException as exc:
             _print_program_traceback(exc)
             status = 1
+        # The launcher's own look at the threads is not the program's work:
+        # sampling waits while it looks, and goes on only if there are
+        # threads to wait for (the program's, still running).
+        if sampling is not None:
+            sampling.pause()
+        if not _unjoined_threads():
+            return status
+        if sampling is not None:
+            sampling.resume()
         stopped = _join_threads()
         return status if stopped < 0 else stopped
     finally:
