@@ -264,7 +264,12 @@ def test_fork_rearms_the_profiler_as_the_parent_left_it(before_fork: str) -> Non
         assert child["samples_at_fork"] >= child["parent_before"] > 0
         assert child["samples_later"] == child["samples_at_fork"]
     else:
-        assert child["samples_at_fork"] == 0
+        if running:
+            # The child's re-armed sampler may take its first samples before
+            # the child counts: its own, a few, none of the parent's hundreds.
+            assert child["samples_at_fork"] <= 20 < child["parent_before"], child
+        else:
+            assert child["samples_at_fork"] == 0, child
         assert (child["samples_later"] > 50) is running, child
     # The parent keeps its own data, and goes on sampling when it was.
     parent_running = before_fork in ("unpaused", "not re-armed")
