@@ -21,9 +21,7 @@ import argparse
 import json
 import os
 import random
-import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,44 +31,12 @@ from typing import Any, Dict, List, Tuple
 import httpx
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, BENCH)
+from loadkit import cpu_seconds, free_port, loadavg, log, run_wrk  # noqa: E402
+
 ROOT = os.path.dirname(BENCH)
 RESULTS = os.path.join(BENCH, "results")
 TOKEN = "bench-token"
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def loadavg() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process used so far (all its threads)."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wrk(url: str, seconds: float, threads: int, connections: int) -> Tuple[float, int]:
-    """Requests per second wrk reaches on ``url``, and how many it made."""
-    out = subprocess.run(["wrk", "-t%d" % threads, "-c%d" % connections, "-d%ds" % seconds, url],
-                         capture_output=True, text=True, check=True)
-    match = re.search(r"Requests/sec:\s*([0-9.]+)", out.stdout)
-    if match is None:
-        raise RuntimeError("wrk said: %s" % out.stdout)
-    if re.search(r"Non-2xx or 3xx responses", out.stdout):
-        raise RuntimeError("errors under load: %s" % out.stdout)
-    made = re.search(r"([0-9]+) requests in", out.stdout)
-    return float(match.group(1)), int(made.group(1)) if made else 0
 
 
 class Server:
@@ -134,7 +100,7 @@ def main() -> int:
     try:
         server.action("set_interval", interval=repr(args.interval))
         url = server.base + args.path
-        wrk(url, 2, args.threads, args.connections)  # warm-up (and the routes' names remembered)
+        run_wrk(url, 2, args.connections, args.threads)  # warm-up (and the routes' names remembered)
         for rnd in range(args.rounds):
             order = ["paused", "unpaused"]
             random.shuffle(order)
@@ -143,7 +109,7 @@ def main() -> int:
                 server.action("unpause" if config == "unpaused" else "pause")
                 time.sleep(0.3)
                 cpu0 = cpu_seconds(server.proc.pid)
-                got[config], made = wrk(url, args.seconds, args.threads, args.connections)
+                got[config], made = run_wrk(url, args.seconds, args.connections, args.threads)
                 cpu_us[config].append(1e6 * (cpu_seconds(server.proc.pid) - cpu0) / max(1, made))
                 results[config].append(got[config])
             pairs.append(got["unpaused"] / got["paused"])

@@ -32,9 +32,7 @@ import http.cookiejar
 import json
 import os
 import random
-import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,22 +42,15 @@ import urllib.request
 from typing import Any, Dict, List, Optional
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, BENCH)
+from loadkit import cpu_seconds, free_port, log, run_wrk  # noqa: E402
+
 ROOT = os.path.dirname(BENCH)
 RESULTS = os.path.join(BENCH, "results")
 CONFIGS = ("baseline", "paused", "1 kHz")
 #: With --timing-only: paused, but requests timed and labelled (the
 #: blueprint's own per-request cost without the sampler's).
 TIMED = "timed"
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:
@@ -159,32 +150,6 @@ class Server:
                 self.proc.wait()
 
 
-def cpu_seconds(pids: Any) -> float:
-    """User + system CPU time of process(es) ``pids`` (all their threads)."""
-    total = 0.0
-    for pid in (pids if isinstance(pids, list) else [pids]):
-        with open("/proc/%d/stat" % pid) as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
-def run_wrk(wrk: str, url: str, seconds: float, connections: int,
-            wrk_threads: int) -> "tuple[float, int]":
-    """(requests/s, requests) of one wrk run."""
-    out = subprocess.run([wrk, "-t%d" % wrk_threads, "-c%d" % connections, "-d%ds" % max(1, round(seconds)),
-                          "--timeout", "10s", url],
-                         capture_output=True, text=True, timeout=seconds + 60)
-    match = re.search(r"Requests/sec:\s*([0-9.]+)", out.stdout)
-    if out.returncode != 0 or not match:
-        raise RuntimeError("wrk failed: %s %s" % (out.stdout, out.stderr))
-    errors = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out.stdout)
-    if errors:
-        raise RuntimeError("wrk saw %s error responses" % errors.group(1))
-    count = re.search(r"(\d+) requests in", out.stdout)
-    return float(match.group(1)), int(count.group(1)) if count else 0
-
-
 def measure(args: argparse.Namespace) -> Dict[str, list]:
     """requests/s and server CPU µs per request, per configuration and round."""
     wrk = shutil.which("wrk") or "/usr/bin/wrk"
@@ -207,9 +172,9 @@ def measure(args: argparse.Namespace) -> Dict[str, list]:
                     server.unpause(args.interval)
                 url = server.base + args.path
                 pid = server.worker_pid()
-                run_wrk(wrk, url, args.warmup, args.connections, args.wrk_threads)
+                run_wrk(url, args.warmup, args.connections, args.wrk_threads, wrk)
                 cpu0 = cpu_seconds(pid)
-                rps, count = run_wrk(wrk, url, args.seconds, args.connections, args.wrk_threads)
+                rps, count = run_wrk(url, args.seconds, args.connections, args.wrk_threads, wrk)
                 used = cpu_seconds(pid) - cpu0
                 if server.proc.poll() is not None or server.worker_pid() != pid:
                     crashes += 1
@@ -271,7 +236,7 @@ def measure_toggle(args: argparse.Namespace) -> Dict[str, Any]:
             server.pause()
             url = server.base + args.path
             pid = server.worker_pid()
-            run_wrk(wrk, url, args.warmup, args.connections, args.wrk_threads)
+            run_wrk(url, args.warmup, args.connections, args.wrk_threads, wrk)
             order = ["paused", "1 kHz", "1 kHz", "paused"]
             if rng.random() < 0.5:
                 order = ["1 kHz", "paused", "paused", "1 kHz"]
@@ -288,7 +253,7 @@ def measure_toggle(args: argparse.Namespace) -> Dict[str, Any]:
                 else:
                     server.pause()
                 cpu0 = cpu_seconds(pid)
-                rps, count = run_wrk(wrk, url, args.seconds, args.connections, args.wrk_threads)
+                rps, count = run_wrk(url, args.seconds, args.connections, args.wrk_threads, wrk)
                 cpu[config].append((cpu_seconds(pid) - cpu0) / count * 1e6 if count else 0.0)
                 got[config].append(rps)
                 runs[config].append(rps)
