@@ -17,12 +17,12 @@ import hmac
 import os
 import secrets
 import sys
-import time
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 
+from examples.workloads import crunch_numbers, render_report, search_index
 from ox_profile.ui.asgi import OxProfileApp, OxProfileMiddleware
 
 TOKEN = os.environ.get("OX_PROFILE_TOKEN") or secrets.token_urlsafe(16)
@@ -44,31 +44,14 @@ app.add_middleware(OxProfileMiddleware)                              # label and
 app.mount("/ox_profile", OxProfileApp(authorize=allowed))            # the pages
 
 
-def _spin(seconds: float) -> int:
-    end = time.perf_counter() + seconds
-    n = 0
-    while time.perf_counter() < end:
-        n += 1
-    return n
-
-
-def crunch_numbers() -> int:
-    return _spin(0.004)
-
-
-def render_report() -> int:
-    return _spin(0.004)
-
-
-def search_index() -> int:
-    return _spin(0.004)
+STEP_SECONDS = 0.004  # each endpoint's CPU work per step (5 steps a request)
 
 
 async def _steps(work, steps: int = 5) -> int:
     """``work`` in steps, giving the event loop to other requests between them."""
     total = 0
     for _ in range(steps):
-        total += work()
+        total += work(STEP_SECONDS)
         await asyncio.sleep(0)
     return total
 

@@ -1,44 +1,26 @@
 """The example's endpoints: each burns CPU in a function of its own, so
 that a profile shows which endpoint spent what."""
 
-import time
-
 from django.contrib.auth import authenticate, login
 from django.http import HttpResponse
 from django.middleware.csrf import get_token
 from django.utils.html import escape
 
+from examples.workloads import crunch_numbers, render_report, search_index
 
-def _spin(seconds: float) -> int:
-    end = time.perf_counter() + seconds
-    n = 0
-    while time.perf_counter() < end:
-        n += 1
-    return n
-
-
-def crunch_numbers() -> int:
-    return _spin(0.02)
-
-
-def render_report() -> int:
-    return _spin(0.02)
-
-
-def search_index() -> int:
-    return _spin(0.02)
+WORK_SECONDS = 0.02  # each endpoint's CPU work a request
 
 
 def numbers(request):
-    return HttpResponse("numbers %d\n" % crunch_numbers(), content_type="text/plain")
+    return HttpResponse("numbers %d\n" % crunch_numbers(WORK_SECONDS), content_type="text/plain")
 
 
 def report(request):
-    return HttpResponse("report %d\n" % render_report(), content_type="text/plain")
+    return HttpResponse("report %d\n" % render_report(WORK_SECONDS), content_type="text/plain")
 
 
 def search(request):
-    return HttpResponse("search %d\n" % search_index(), content_type="text/plain")
+    return HttpResponse("search %d\n" % search_index(WORK_SECONDS), content_type="text/plain")
 
 
 def fast(request):
