@@ -3,7 +3,6 @@
  * pprof).  Rows can be selected by a mask: bytes with one flag per row. */
 #include "snapshot.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -544,7 +543,6 @@ static int cmp_agg_total(const void *a, const void *b)
     return x < y ? -1 : (x > y);
 }
 
-/* Hits per stack for the selected rows (caller frees). */
 /* Hits per stack of the selected rows, in raw memory (PyMem_RawFree):
  * callable without the GIL; NULL when out of memory, no exception set. */
 static uint64_t *stack_hits_raw(const SnapshotObject *self, const uint8_t *mask)
@@ -1033,9 +1031,6 @@ typedef struct {
     uint32_t first_child, next_sibling; /* node index + 1, 0 = none */
 } fnode_t;
 
-/* qsort has no context argument: the node array being sorted (GIL held). */
-static const fnode_t *sort_nodes; /* guarded by flame_lock (declared below) */
-
 static PyObject *build_flame_list(const fnode_t *nodes, uint32_t root)
 {
     /* Iterative post-order build: a stack of (node, list) pairs. */
@@ -1125,19 +1120,20 @@ fail:
     return NULL;
 }
 
-/* qsort has no context argument: the stacks being sorted (GIL held). */
-/* Serialises flame-tree builds, which run without the GIL; guards the
- * sort_* comparison globals (qsort has no context argument). */
-static pthread_mutex_t flame_lock = PTHREAD_MUTEX_INITIALIZER;
-static const oxp_stack_t *sort_stacks; /* guarded by flame_lock */
-static const oxp_frame_t *sort_frames; /* guarded by flame_lock */
+/* What cmp_root_paths compares: the snapshot's stacks and frames (qsort_r's
+ * context, so that builds in several threads need no shared state). */
+typedef struct {
+    const oxp_stack_t *stacks;
+    const oxp_frame_t *frames;
+} stack_order_t;
 
 /* Orders stacks by their functions from the root (lines do not matter), so
  * that stacks sharing a path from the root are next to each other. */
-static int cmp_root_paths(const void *a, const void *b)
+static int cmp_root_paths(const void *a, const void *b, void *ctx)
 {
-    const oxp_stack_t *sa = &sort_stacks[*(const uint32_t *)a], *sb = &sort_stacks[*(const uint32_t *)b];
-    const oxp_frame_t *fa = sort_frames + sa->offset, *fb = sort_frames + sb->offset;
+    const stack_order_t *o = ctx;
+    const oxp_stack_t *sa = &o->stacks[*(const uint32_t *)a], *sb = &o->stacks[*(const uint32_t *)b];
+    const oxp_frame_t *fa = o->frames + sa->offset, *fb = o->frames + sb->offset;
     uint32_t da = sa->depth, db = sb->depth;
     for (uint32_t k = 0; k < da && k < db; k++) {
         uint32_t x = fa[da - 1 - k].func, y = fb[db - 1 - k].func;
@@ -1148,23 +1144,23 @@ static int cmp_root_paths(const void *a, const void *b)
     return da < db ? -1 : (da > db ? 1 : 0);
 }
 
-static int cmp_total_desc_func(const void *a, const void *b)
+/* Orders node numbers (index + 1) of the array ctx by total, most first. */
+static int cmp_total_desc_func(const void *a, const void *b, void *ctx)
 {
-    const fnode_t *na = &sort_nodes[*(const uint32_t *)a - 1], *nb = &sort_nodes[*(const uint32_t *)b - 1];
+    const fnode_t *nodes = ctx;
+    const fnode_t *na = &nodes[*(const uint32_t *)a - 1], *nb = &nodes[*(const uint32_t *)b - 1];
     if (na->total != nb->total) {
         return na->total < nb->total ? 1 : -1;
     }
     return na->func < nb->func ? -1 : (na->func > nb->func ? 1 : 0);
 }
 
-/* Builds the call tree of the selected rows: nodes[0] is the root; children
- * are linked most total first (then by function).  The stacks are sorted by
- * their path from the root, so each node is made once, when the first stack
- * through it comes, with no hash lookups.  0 / -1 with an exception. */
-/* Builds the flame tree of the selected rows into raw memory
- * (PyMem_RawFree).  Runs without the GIL: the caller holds flame_lock, which
- * guards the sort_* comparison globals.  -1 when out of memory, with no
- * exception set. */
+/* Builds the call tree of the selected rows into raw memory (PyMem_RawFree):
+ * nodes[0] is the root; children are linked most total first (then by
+ * function).  The stacks are sorted by their path from the root, so each
+ * node is made once, when the first stack through it comes, with no hash
+ * lookups.  Runs without the GIL and touches no shared state; 0, or -1 when
+ * out of memory, with no exception set. */
 static int build_flame_nodes(const SnapshotObject *self, const uint8_t *mask, fnode_t **nodes_out, size_t *nn_out)
 {
     fnode_t *nodes = NULL;
@@ -1199,9 +1195,8 @@ static int build_flame_nodes(const SnapshotObject *self, const uint8_t *mask, fn
             order[nsel++] = (uint32_t)s;
         }
     }
-    sort_stacks = stacks;
-    sort_frames = frames;
-    qsort(order, nsel, sizeof(uint32_t), cmp_root_paths);
+    stack_order_t by_path = {stacks, frames};
+    qsort_r(order, nsel, sizeof(uint32_t), cmp_root_paths, &by_path);
     size_t nn = 1, plen = 0; /* path[k]: the node at depth k + 1 of the previous stack */
     nodes[0].func = UINT32_MAX;
     nodes[0].total = root_total;
@@ -1231,14 +1226,13 @@ static int build_flame_nodes(const SnapshotObject *self, const uint8_t *mask, fn
      * by a different stack, so `order` has room for any node's children. */
     kids = order;
     order = NULL;
-    sort_nodes = nodes;
     for (size_t p = 0; p < nn; p++) {
         size_t nk = 0;
         for (uint32_t c = nodes[p].first_child; c; c = nodes[c - 1].next_sibling) {
             kids[nk++] = c;
         }
         if (nk > 1) {
-            qsort(kids, nk, sizeof(uint32_t), cmp_total_desc_func);
+            qsort_r(kids, nk, sizeof(uint32_t), cmp_total_desc_func, nodes);
         }
         uint32_t link = 0;
         for (size_t i = nk; i-- > 0;) {
@@ -1275,9 +1269,7 @@ static PyObject *Snapshot_flame(SnapshotObject *self, PyObject *args)
     PyObject *result = NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    pthread_mutex_lock(&flame_lock);
     rc = build_flame_nodes(self, mask, &nodes, &nn);
-    pthread_mutex_unlock(&flame_lock);
     Py_END_ALLOW_THREADS
     if (rc == 0) {
         result = build_flame_list(nodes, 0);
@@ -1377,8 +1369,8 @@ nomem:
  * (trees can be thousands of frames deep) into *out (raw memory).  With
  * max_nodes > 0 only the nodes select_nodes() keeps are written; *nodes_out
  * and *kept_out get the tree's size and how many nodes were written,
- * *cut_out the samples of the subtrees left out.  Runs without the GIL, under
- * flame_lock; -1 when out of memory, with no exception set. */
+ * *cut_out the samples of the subtrees left out.  Runs without the GIL;
+ * -1 when out of memory, with no exception set. */
 static int flame_json_build(const SnapshotObject *self, const uint8_t *mask, size_t max_nodes, strbuf_t *out,
                             size_t *nodes_out, size_t *kept_out, uint64_t *cut_out)
 {
@@ -1457,7 +1449,7 @@ done:
 
 /* flame_json_build() with the GIL released while it runs (a full database's
  * tree takes a few hundred ms: other threads of the server go on meanwhile;
- * concurrent builds take turns, so their memory does not add up).  A str, or
+ * the pages build one at a time, ui/core/pagedata.BuildGate).  A str, or
  * NULL with an exception. */
 static PyObject *flame_json_text(SnapshotObject *self, const uint8_t *mask, size_t max_nodes, size_t *nodes_out,
                                  size_t *kept_out, uint64_t *cut_out)
@@ -1465,9 +1457,7 @@ static PyObject *flame_json_text(SnapshotObject *self, const uint8_t *mask, size
     strbuf_t sb = {NULL, 0, 0};
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    pthread_mutex_lock(&flame_lock);
     rc = flame_json_build(self, mask, max_nodes, &sb, nodes_out, kept_out, cut_out);
-    pthread_mutex_unlock(&flame_lock);
     Py_END_ALLOW_THREADS
     if (rc < 0) {
         return PyErr_NoMemory();

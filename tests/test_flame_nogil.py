@@ -1,11 +1,12 @@
 """A flame tree of a full database is built without the GIL: a server's other
-threads go on while a page of the profiler is being built, and concurrent
-builds take turns instead of adding up their memory."""
+threads go on while a page of the profiler is being built; builds in several
+threads, and in a process forked during one, share no state."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -69,3 +70,29 @@ def test_concurrent_builds_agree(prof: ox_profile.Profile) -> None:
         t.join()
     assert len(results) == 4 and all(r == expected for r in results)
     assert prof.flame_tree()[1] == prof.total_samples
+
+
+def test_a_process_forked_during_a_build_builds_too(prof: ox_profile.Profile) -> None:
+    """A worker forked while another thread builds a tree (a pre-fork server
+    whose master serves a page) can build trees of its own."""
+    expected = prof.flame_json_bounded(2000)
+    stop = threading.Event()
+
+    def build() -> None:
+        while not stop.is_set():
+            prof.flame_json_bounded(2000)
+
+    builder = threading.Thread(target=build, daemon=True)
+    builder.start()
+    try:
+        for _ in range(5):
+            time.sleep(0.03)  # somewhere inside a build
+            pid = os.fork()
+            if pid == 0:
+                signal.alarm(20)  # a child stuck on a lock dies of SIGALRM
+                os._exit(0 if prof.flame_json_bounded(2000) == expected else 3)
+            _, status = os.waitpid(pid, 0)
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    finally:
+        stop.set()
+        builder.join()
