@@ -13,7 +13,19 @@ from typing import List, Optional
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+#: The project's shared material (the seed's description, format specs): at
+#: ../shared beside the clone, as on CI, or where OXP_SHARED says.  Tests that
+#: need it skip, saying so, when it is not there.
+SHARED = Path(os.environ.get("OXP_SHARED") or ROOT.parent / "shared")
+
+
+def shared_file(relative: str) -> Path:
+    """A file of the shared material, or a skip that says where it was looked for."""
+    path = SHARED / relative
+    if not path.is_file():
+        pytest.skip("%s not found (the project's shared material is looked for at ../shared beside "
+                    "the clone, or at $OXP_SHARED)" % path, allow_module_level=True)
+    return path
 
 from ox_profile import _engine  # noqa: E402
 

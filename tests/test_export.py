@@ -22,8 +22,9 @@ import ox_profile
 from ox_profile import export
 from ox_profile.export import collapsed, html, pprof, speedscope, text
 
+from conftest import shared_file
+
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO.parent / "shared" / "formats" / "speedscope-file-format-schema.json"
 GO = shutil.which("go")
 INTERVAL = 0.001
 
@@ -278,9 +279,7 @@ def test_collapsed_filtered_and_seed_names(profile):
 
 @pytest.fixture(scope="module")
 def schema():
-    if not SCHEMA.exists():
-        pytest.skip("speedscope schema not found at %s" % SCHEMA)
-    return json.loads(SCHEMA.read_text())
+    return json.loads(shared_file("formats/speedscope-file-format-schema.json").read_text())
 
 
 @pytest.mark.parametrize("unit", ["nanoseconds", "none"])

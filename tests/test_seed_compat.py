@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from conftest import SHARED, spin
+from conftest import shared_file, spin
 
 from ox_profile.core import launchers, recording, sampling
 
-SEED = SHARED / "seed" / "ox_profile-0.2.2-PKG-INFO.txt"
+SEED = shared_file("seed/ox_profile-0.2.2-PKG-INFO.txt")  # at import: the whole module needs it
 
 
 def seed_snippets() -> list:
