@@ -58,9 +58,8 @@ demo: engine
 PY_VERSIONS ?= 3.11 3.12 3.13
 
 test: sysdeps build lint
-	$(VPY) -m pytest -q --timeout=300 tests || { \
-	  echo "== running the failed tests once more (a test that depends on timing may lose on a loaded machine)"; \
-	  $(VPY) -m pytest -q --timeout=300 --lf tests; }
+	@test -d "$${OXP_SHARED:-../shared}" || echo "== ../shared (the project's shared material) not found: the seed-compatibility and speedscope-schema tests will be skipped (OXP_SHARED may point at it)"
+	tools/pytest_rerun.sh $(VPY) tests || test $$? -eq 10
 	MAIN_PY=$(VPY) tools/test_versions.sh $(PY_VERSIONS)
 
 # The version-sensitive suites under the other versions only.

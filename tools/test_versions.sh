@@ -48,21 +48,15 @@ for v in "$@"; do
     py=$venv/bin/python
     label="CPython $v"
     echo "== CPython $v: $(backend_of "$py")"
-    cache=$(mktemp -d)
-    if ! "$py" -m pytest -q --timeout=300 -o cache_dir="$cache" "${SUITES[@]}"; then
-      # A test that depends on timing may lose on a loaded 2-core machine:
-      # the failed ones run once more, and the summary says so.
-      echo "== CPython $v: running the failed tests once more"
-      if "$py" -m pytest -q --timeout=300 -o cache_dir="$cache" --lf "${SUITES[@]}"; then
-        label="CPython $v (some tests passed only when run again: see above)"
-      else
-        summary+=("CPython $v: suites FAILED")
-        status=1
-        rm -rf "$cache"
-        continue
-      fi
+    tools/pytest_rerun.sh "$py" "${SUITES[@]}"
+    rc=$?
+    if [ "$rc" -eq 10 ]; then
+      label="CPython $v (some tests passed only when run again: see above)"
+    elif [ "$rc" -ne 0 ]; then
+      summary+=("CPython $v: suites FAILED")
+      status=1
+      continue
     fi
-    rm -rf "$cache"
   fi
   echo "== CPython $v: AddressSanitizer stress"
   if ! tools/asan_stress.sh "$py" tests/test_stress.py tests/test_share_format.py; then
