@@ -33,7 +33,7 @@ class OxProfileMiddleware:
     task serving it carry its name: ``route_name(scope)`` when given, else
     the path template of the Starlette/FastAPI route it reaches, else
     ``<no endpoint>`` (a name never comes from the raw path).  Paused, a
-    request pays one attribute test.
+    request pays two tests (a fork, the switch).
     """
 
     def __init__(self, app: ASGIApp, *, control: Optional[ProfilerControl] = None,
@@ -67,11 +67,11 @@ class OxProfileMiddleware:
         return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        _fork_check()  # first: a worker forked in C re-arms even while paused
         control = self.control
         if scope["type"] != "http" or not control._observe:
             await self.app(scope, receive, send)
             return
-        _fork_check()
         name = self._name(scope)
         status = [500]
 

@@ -51,7 +51,7 @@ class OxProfileMiddleware:
     ``MIDDLEWARE``.  While the profiler is unpaused, each request is timed
     under its view name (``<no endpoint>`` when no URL matched) and the
     samples of the thread serving it carry that name; paused, a request
-    pays one attribute test."""
+    pays two tests (a fork, the switch)."""
 
     sync_capable = True
     async_capable = False
@@ -62,10 +62,10 @@ class OxProfileMiddleware:
         share_between_processes(self.control)
 
     def __call__(self, request: Any) -> Any:
+        _forks.check()  # first: a worker forked in C re-arms even while paused
         control = self.control
         if not control._observe:
             return self.get_response(request)
-        _forks.check()
         setattr(request, _ATTR, None)
         t0 = _perf_counter()
         status = 500
