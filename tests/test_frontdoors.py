@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from typing import Any, Dict, Iterator
 
 import pytest
