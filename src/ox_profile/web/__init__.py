@@ -24,7 +24,7 @@ import math
 import os
 import re
 import secrets
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from ox_profile._text import encodable
 
@@ -149,22 +149,21 @@ def flame_data(profile: "Profile", title: Optional[str] = None,
     with them (key ``KEY+idle``, ``"idle_of": KEY``), which the page's "Idle
     samples" switch shows; without, the views are of ``profile`` as it is."""
     stats = json_safe(dict(profile.stats or {}))
-    full = profile.filter(include_idle=True) if idle_views else profile
+    full = profile if profile.include_idle or not idle_views else profile.filter(include_idle=True)
     shown = profile.filter(include_idle=False) if idle_views else profile
     threads, labels, omitted = _extra_views(full, per_thread, budget)
-    # (key, label, profile shown by default, profile with idle samples or None)
-    specs: List[Tuple[str, str, "Profile", Optional["Profile"]]] = [("all", "All threads", shown, full)]
-    for info in threads:
-        specs.append(("thread:%d" % info.index, "%s (%d)" % (info.name, info.ident),
-                      shown.thread_profile(info.index), full.thread_profile(info.index)))
-    for lab in labels:
-        specs.append(("label:%s" % lab, "endpoint: %s" % lab, shown.filter(labels=[lab]),
-                      full.filter(labels=[lab])))
-    if not idle_views:
-        specs = [(key, label, view_profile, None) for key, label, view_profile, _ in specs]
-    else:
-        specs = [(key, label, view_profile, with_idle if with_idle.idle_samples else None)
-                 for key, label, view_profile, with_idle in specs]
+
+    def spec(key: str, label: str,
+             narrow: Callable[["Profile"], "Profile"]) -> Tuple[str, str, "Profile", Optional["Profile"]]:
+        """(key, label, profile shown by default, companion with idle samples or None)."""
+        with_idle = narrow(full) if idle_views else None
+        return (key, label, narrow(shown), with_idle if with_idle is not None and with_idle.idle_samples else None)
+
+    specs = [spec("all", "All threads", lambda p: p)]
+    specs += [spec("thread:%d" % info.index, "%s (%d)" % (info.name, info.ident),
+                   lambda p, i=info.index: p.thread_profile(i)) for info in threads]
+    specs += [spec("label:%s" % lab, "endpoint: %s" % lab, lambda p, lab=lab: p.filter(labels=[lab]))
+              for lab in labels]
     extra = len(specs) - 1 + sum(1 for spec in specs if spec[3] is not None)
     main_nodes = share = budget.max_nodes
     if budget.max_nodes is not None and extra:
