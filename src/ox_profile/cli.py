@@ -431,11 +431,11 @@ def _unjoined_threads() -> List[threading.Thread]:
     return [t for t in threading.enumerate() if t is not me and not t.daemon and t.is_alive()]
 
 
-def _join_threads() -> int:
-    """Wait for the program's non-daemon threads, as the interpreter would at
-    exit; -1, or the exit status when a signal or Ctrl-C stopped the wait."""
+def _join_threads(threads: List[threading.Thread]) -> int:
+    """Wait for the program's non-daemon ``threads``, as the interpreter would
+    at exit; -1, or the exit status when a signal or Ctrl-C stopped the wait."""
     try:
-        for thread in _unjoined_threads():
+        for thread in threads:
             thread.join()
     except KeyboardInterrupt:
         say("\nox_profile: interrupted (KeyboardInterrupt) while waiting for the program's threads")
@@ -487,11 +487,12 @@ def _run_program(config: RunConfig, program_path: Optional[List[str]] = None,
         # threads to wait for (the program's, still running).
         if sampling is not None:
             sampling.pause()
-        if not _unjoined_threads():
+        threads = _unjoined_threads()
+        if not threads:
             return status
         if sampling is not None:
             sampling.resume()
-        stopped = _join_threads()
+        stopped = _join_threads(threads)
         return status if stopped < 0 else stopped
     finally:
         if sampling is not None:
