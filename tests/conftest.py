@@ -53,12 +53,13 @@ def run_python(code: str, timeout: float = 120, env: Optional[dict] = None,
                           text=True, timeout=timeout, env=full_env)
 
 
-def spin(seconds: float) -> None:
-    """Burns CPU in pure Python for ``seconds``."""
+def spin(seconds: float) -> int:
+    """Burns CPU in pure Python for ``seconds``; how many rounds it made."""
     end = time.perf_counter() + seconds
     x = 0
     while time.perf_counter() < end:
         x += 1
+    return x
 
 
 def spin_until_sampled(profiler, samples: int, at_least: float = 0.0, timeout: float = 20.0) -> None:

@@ -191,3 +191,11 @@ class DemoServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def whole_view_total(flame: dict) -> int:
+    """Samples of flame data's first view with those of waiting threads
+    (its companion view behind the pages' Idle samples switch)."""
+    first = flame["views"][0]
+    companions = [v for v in flame["views"] if v.get("idle_of") == first["key"]]
+    return int((companions[0] if companions else first)["total"])

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from test_web_examples import _load
-from web_examples import TOKEN, FastAPIServer
+from web_examples import TOKEN, FastAPIServer, load_concurrently
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,7 +58,7 @@ def test_fastapi_status_page_in_chromium(tmp_path: Path) -> None:
 
                 paths = ["/numbers", "/report", "/search"] * 20
                 with concurrent.futures.ThreadPoolExecutor(1) as pool:  # Playwright's loop runs in this thread
-                    statuses = pool.submit(asyncio.run, _load(base, paths, concurrency=12)).result()
+                    statuses = pool.submit(asyncio.run, load_concurrently(base, paths, concurrency=12)).result()
                 assert statuses == [200] * len(paths)
 
                 page.goto(base + "/ox_profile/status")

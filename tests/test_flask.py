@@ -26,6 +26,8 @@ from ox_profile.ui.flask import timing as timing_mod
 from ox_profile.ui.flask.refilter import FilterError, FilterTooCostly, SafeFilter
 from ox_profile.ui.flask.views import MAX_MAX_RECORDS
 
+from conftest import spin
+
 P = "/ox_profile"
 CSRF = "test-csrf-token"
 
@@ -33,24 +35,16 @@ CSRF = "test-csrf-token"
 # -- workloads with recognisable names ------------------------------------------------
 
 
-def _spin(seconds: float) -> int:
-    end = time.perf_counter() + seconds
-    n = 0
-    while time.perf_counter() < end:
-        n += 1
-    return n
-
-
 def func_alpha() -> int:
-    return _spin(0.15)
+    return spin(0.15)
 
 
 def func_beta() -> int:
-    return _spin(0.15)
+    return spin(0.15)
 
 
 def nightly_import_work() -> int:
-    return _spin(0.15)
+    return spin(0.15)
 
 
 def _renamed(func, name: str, filename: str = None):
@@ -63,7 +57,7 @@ def _renamed(func, name: str, filename: str = None):
 
 
 def _markup_func() -> int:
-    return _spin(0.25)
+    return spin(0.25)
 
 
 MARKUP_NAME = "<img src=x onerror=alert(2)>"
@@ -71,7 +65,7 @@ MARKUP_FILE = "<b>evil</b>.py"
 _renamed(_markup_func, MARKUP_NAME, MARKUP_FILE)
 
 LONG_NAME = "a" * 3000
-_long_func = _renamed(lambda: _spin(0.25), LONG_NAME)
+_long_func = _renamed(lambda: spin(0.25), LONG_NAME)
 
 SCRIPT_THREAD = "<script>alert(1)</script>"
 

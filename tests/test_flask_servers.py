@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from servers import UWSGI, Client, DemoServer
+from servers import UWSGI, Client, DemoServer, whole_view_total
 
 from ox_profile.shared.process import start_time
 
@@ -97,14 +97,6 @@ def _one_profile_of_all_workers(server, expect_extra=0):
     return client, workers
 
 
-def _whole_view_total(flame) -> int:
-    """Samples of the flame graph's first view with those of waiting threads
-    (its companion view behind the page's Idle samples switch)."""
-    first = flame["views"][0]
-    companions = [v for v in flame["views"] if v.get("idle_of") == first["key"]]
-    return int((companions[0] if companions else first)["total"])
-
-
 def _controls_reach_every_worker(server, client, workers):
     client.post("/ox_profile/pause")
     paused = _wait(lambda: all(_processes(d)[p]["state"] == "paused" for d in
@@ -119,7 +111,7 @@ def _controls_reach_every_worker(server, client, workers):
     folded = client.get("/ox_profile/download/collapsed").decode()
     assert sum(int(line.rsplit(" ", 1)[1]) for line in folded.splitlines() if line) == doc["total_samples"]
     flame = client.json("/ox_profile/flame.json")
-    assert _whole_view_total(flame) == doc["total_samples"]
+    assert whole_view_total(flame) == doc["total_samples"]
     # The interval.
     client.post("/ox_profile/set_interval", {"interval": "0.002"})
     assert _wait(lambda: all(p["interval"] == 0.002 for p in

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from servers import ROOT, Client, DemoServer
+from servers import ROOT, Client, DemoServer, whole_view_total
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = os.path.join(str(ROOT), "test-artifacts")
@@ -30,12 +30,9 @@ pytest.importorskip("gunicorn", reason="gunicorn is not installed")
 
 
 def _flame_total(page) -> int:
-    """Samples of the first view, waiting threads included (its companion
-    behind the Idle samples switch), as the process list counts them."""
-    data = json.loads(page.locator("#oxp-flame-data").text_content())
-    first = data["views"][0]
-    companions = [v for v in data["views"] if v.get("idle_of") == first["key"]]
-    return int((companions[0] if companions else first)["total"])
+    """Samples of the page's flame graph, waiting threads included, as the
+    process list counts them."""
+    return whole_view_total(json.loads(page.locator("#oxp-flame-data").text_content()))
 
 
 def test_three_workers_in_one_page(tmp_path):

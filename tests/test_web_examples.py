@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator
 
-import httpx
 import pytest
 
-from web_examples import DjangoServer, ExampleServer, FastAPIServer
+from web_examples import DjangoServer, ExampleServer, FastAPIServer, load_concurrently
 
 pytest.importorskip("uvicorn", reason="uvicorn is not installed")
 pytest.importorskip("gunicorn", reason="gunicorn is not installed")
@@ -42,18 +41,6 @@ def example(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple]:
         server.stop()
 
 
-async def _load(base: str, paths: list, concurrency: int) -> list:
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
-        semaphore = asyncio.Semaphore(concurrency)
-
-        async def one(path: str) -> int:
-            async with semaphore:
-                return (await client.get(path)).status_code
-
-        return await asyncio.gather(*(one(p) for p in paths))
-
-
 def _own_hits(server: ExampleServer, function: str, endpoint: str = "") -> int:
     query = {"re_filter": function, "max_records": "20"}
     if endpoint:
@@ -72,7 +59,7 @@ def test_per_endpoint_split_under_the_real_server(example: tuple) -> None:
     assert server.client.get("/ox_profile/status.json").json()["state"]["state"] == "running"
 
     paths = list(endpoints) * 30
-    assert asyncio.run(_load(server.base, paths, concurrency=24)) == [200] * len(paths)
+    assert asyncio.run(load_concurrently(server.base, paths, concurrency=24)) == [200] * len(paths)
     assert server.action("pause").status_code in (302, 303)
 
     # Every endpoint's CPU function is found under its own endpoint's label.

@@ -3,6 +3,7 @@ started on 127.0.0.1 (a free port) by the tests, with logged-in clients."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -120,3 +121,16 @@ class DjangoServer(ExampleServer):
     def csrf(self) -> Dict[str, str]:
         token = self.client.get("/ox_profile/status.json?max_records=1").json()["csrf_token"]
         return {"csrfmiddlewaretoken": token}
+
+
+async def load_concurrently(base: str, paths: list, concurrency: int) -> list:
+    """The answers' statuses to GETs of ``paths``, ``concurrency`` at a time."""
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one(path: str) -> int:
+            async with semaphore:
+                return (await client.get(path)).status_code
+
+        return await asyncio.gather(*(one(p) for p in paths))
