@@ -72,6 +72,11 @@ def _profile(mode: str, seconds: float) -> "ox_profile.Profile":
     try:
         oxt_main_caller(seconds)
         spun.wait()
+        if mode == "wall":
+            # Both threads wait a while: samples of waiting threads for every export.
+            deadline = time.monotonic() + 10
+            while profiler.stats()["idle_samples"] < 10 and time.monotonic() < deadline:
+                release.wait(0.01)
         profiler.stop()
         return profiler.snapshot()
     finally:
@@ -84,6 +89,7 @@ def _profile(mode: str, seconds: float) -> "ox_profile.Profile":
 def profile() -> "ox_profile.Profile":
     prof = _profile("wall", 0.4)
     assert prof.total_samples > 50, prof.stats
+    assert prof.idle_samples >= 10, prof.stats  # the exports' idle marks are tested on them
     return prof
 
 
@@ -189,8 +195,8 @@ def test_text_table(profile):
     # The table counts the samples of running threads; the others are said.
     active = profile.filter(include_idle=False)
     assert "%d samples" % active.total_samples in header
-    if active.idle_hidden:
-        assert "%d samples of waiting threads" % active.idle_hidden in out
+    assert active.idle_hidden == profile.idle_samples > 0
+    assert "%d samples of waiting threads" % active.idle_hidden in out
     assert "%d samples" % profile.total_samples in text.render(profile, idle=True).splitlines()[0]
     assert "wall mode" in header
     if profile.stats.get("backend"):
@@ -297,7 +303,7 @@ def test_speedscope_validates(profile, schema, unit):
     scale = int(round(INTERVAL * 1e9)) if unit == "nanoseconds" else 1
     threads_with_hits = [t for t in profile.threads if t.hits]
     assert len(doc["profiles"]) == len(threads_with_hits)
-    total = 0
+    total = idle_weight = 0
     for prof, thread in zip(doc["profiles"], threads_with_hits):
         assert prof["type"] == "sampled" and prof["unit"] == unit
         assert thread.name in prof["name"]
@@ -306,7 +312,9 @@ def test_speedscope_validates(profile, schema, unit):
         assert sum(prof["weights"]) == thread.hits * scale
         assert all(0 <= i < len(frames) for s in prof["samples"] for i in s)
         total += sum(prof["weights"])
+        idle_weight += sum(w for s, w in zip(prof["samples"], prof["weights"]) if s[-1] == len(frames) - 1)
     assert total == profile.total_samples * scale
+    assert idle_weight == profile.idle_samples * scale > 0
 
 
 def test_speedscope_root_first(profile, schema):
@@ -379,6 +387,7 @@ def test_pprof_read_by_go(profile, tmp_path):
     assert "thread:[MainThread]" in joined
     assert "endpoint:[oxt-endpoint]" in joined
     assert "thread_id:[" in joined
+    assert "thread_state:[idle]" in joined  # samples of waiting threads, labelled
 
     top = _go_pprof(["-top", "-sample_index=samples"], path, tmp_path)
     m = re.search(r"Total samples = (\d+)\b", top)
