@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import warnings
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import httpx
 import pytest
@@ -135,14 +135,20 @@ def gamma_work() -> None:
     spin(0.002)
 
 
-def _app(control: ProfilerControl) -> FastAPI:
+def _app(control: ProfilerControl, in_flight: Optional[List[int]] = None) -> FastAPI:
+    """Three endpoints whose work goes in steps; ``in_flight`` gets [now, most]
+    requests between their first and last step."""
     app = FastAPI()
     app.add_middleware(OxProfileMiddleware, control=control)
+    counts = in_flight if in_flight is not None else [0, 0]
 
     async def steps(work: Any) -> dict:
+        counts[0] += 1
+        counts[1] = max(counts[1], counts[0])
         for _ in range(5):
             work()
             await asyncio.sleep(0)
+        counts[0] -= 1
         return {}
 
     @app.get("/alpha/{n}")
@@ -166,7 +172,8 @@ OWN = {"/alpha/{n}": "alpha_work", "/beta": "beta_work", "/gamma": "gamma_work"}
 def test_100_concurrent_requests_each_carry_their_endpoint() -> None:
     control = ProfilerControl()
     control.launcher_options = {"interval": 0.0005}
-    app = _app(control)
+    in_flight = [0, 0]
+    app = _app(control, in_flight)
     paths = ["/alpha/%d" % i if i % 3 == 0 else ("/beta" if i % 3 == 1 else "/gamma") for i in range(100)]
 
     async def load() -> List[int]:
@@ -188,6 +195,9 @@ def test_100_concurrent_requests_each_carry_their_endpoint() -> None:
         t.join()
     finally:
         control.pause()
+    # The requests did interleave on the loop (a label kept per thread would
+    # be right too if they had run one after the other).
+    assert in_flight[1] > 10, in_flight
     profile = control.launcher.snapshot().filter(threads=[loop_thread[0]])
     for name, work in OWN.items():
         own = [s for s in profile.stacks() if work in [f.function.name for f in s.frames]]

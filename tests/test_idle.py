@@ -70,7 +70,9 @@ def test_waiting_threads_are_idle_and_working_ones_are_not(backend: str) -> None
     # than all of it when the machine is loaded: a thread waiting for a CPU
     # does not run).
     active = 1 - _idle_share(profile, "hashing")
-    assert active >= min(0.9, cpu_share["hashing"]) - 0.1, (active, cpu_share["hashing"])
+    loaded = cpu_share["hashing"] < 0.5  # too loaded to tell: said at the end
+    if not loaded:
+        assert active >= min(0.9, cpu_share["hashing"]) - 0.1, (active, cpu_share["hashing"])
     if backend == "nogil":
         # The main thread computes; it is idle only in ticks it spent
         # waiting for the GIL the hashing thread took.
@@ -79,6 +81,9 @@ def test_waiting_threads_are_idle_and_working_ones_are_not(backend: str) -> None
     # The stack samples say it too, and the counts agree.
     idle_rows = sum(s.hits for s in profile.stacks() if s.idle)
     assert idle_rows == profile.idle_samples == profile.stats["idle_samples"]
+    if loaded:
+        pytest.skip("the rest passed; the hashing thread had a CPU only %.0f%% of the time: too loaded "
+                    "to check that computing without the GIL counts as running" % (100 * cpu_share["hashing"]))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
