@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+from urllib.parse import quote
 from typing import Any, Dict, Iterator
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 import ox_profile
 from conftest import spin
 from frontdoors import DOORS, NOT_SET, P, Door
+from test_flask import BAD_INTERVALS, BAD_MAX_RECORDS
 
 _doors: Dict[str, Door] = {}
 
@@ -142,7 +144,16 @@ BAD = [
     ("GET", "/set_interval?interval=nan", None, "interval must be between"),
     ("POST", "/set_interval", {"interval": "100"}, "interval must be between"),
     ("POST", "/set_interval", {}, "interval is required"),
+    ("GET", "/status?re_filter=%28%3F%3Da%29", None, "re_filter"),
+    ("GET", "/status?thread=-1", None, "thread"),
+    ("GET", "/download/collapsed?thread=x", None, "thread must be"),
+    ("GET", "/download/collapsed?endpoint=" + "e" * 201, None, "endpoint must be at most"),
+    ("GET", "/download/collapsed?process=x", None, "process must be a process id"),
 ]
+# Every value the Flask suite refuses, through every front door.
+BAD += [("POST", "/set_interval", {"interval": value}, "interval") for value in BAD_INTERVALS]
+BAD += [("GET", "/status?max_records=" + quote(value, safe=""), None, "max_records")
+        for value in BAD_MAX_RECORDS if value]
 
 
 @pytest.mark.parametrize("method,path,form,fragment", BAD, ids=[b[1][:40] for b in BAD])
