@@ -40,6 +40,30 @@ def origin_of(url: str) -> str:
     return "%s://%s" % (parts.scheme.lower(), parts.netloc.lower())
 
 
+#: The refusal of an action another site's page asked for: (message, what to do).
+CROSS_SITE_REFUSAL = ("This action was requested by a page of another site, and was not done.",
+                      "Use the buttons of the ox_profile status page, or open the link yourself "
+                      "(typed or bookmarked).")
+
+
+def action_refusal(method: str, csrf_valid: bool, sec_fetch_site: Optional[str], referer: Optional[str],
+                   host_url: str) -> Optional[str]:
+    """Why a request to an action (pause, unpause, reset, set_interval) may
+    not act, or None: ``"csrf"`` (a POST without the session's token),
+    ``"another site"`` (the original's GET link, followed from another
+    site's page) or ``"method"`` (HEAD and the rest never act)."""
+    if method == "POST":
+        return None if csrf_valid else "csrf"
+    if method == "GET":
+        return "another site" if requested_by_another_site(sec_fetch_site, referer, host_url) else None
+    return "method"
+
+
+def method_refusal(method: str) -> str:
+    """The text of a 405 to a method that runs no action."""
+    return "%s does not run ox_profile actions; use POST (the status page's buttons) or GET.\n" % method
+
+
 def requested_by_another_site(sec_fetch_site: Optional[str], referer: Optional[str], host_url: str) -> bool:
     """Whether the browser says the request was made by another site's page
     (``Sec-Fetch-Site``; browsers without it: a ``Referer`` from another origin)."""

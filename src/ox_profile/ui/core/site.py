@@ -222,24 +222,18 @@ def _route(path: str) -> Optional[Tuple[str, _View, Tuple[str, ...], Tuple[str, 
 
 
 def _action_guard(req: WebRequest, nonce: str) -> Optional[WebResponse]:
-    """State changes: POSTs need the CSRF token; the original's GET links
-    work unless another site made the request; HEAD never acts."""
-    if req.method == "POST":
-        if not req.csrf_valid:
-            raise BadParameter(guard.CSRF_MESSAGE)
+    """An action's request refused (guard.action_refusal), or None."""
+    fetch_site, referer = req.headers.get("sec-fetch-site"), req.headers.get("referer")
+    why = guard.action_refusal(req.method, req.csrf_valid, fetch_site, referer, req.host_url)
+    if why is None:
         return None
-    if req.method == "GET":
-        if not guard.requested_by_another_site(req.headers.get("sec-fetch-site"), req.headers.get("referer"),
-                                               req.host_url):
-            return None
+    if why == "csrf":
+        raise BadParameter(guard.CSRF_MESSAGE)
+    if why == "another site":
         log.warning("ox_profile: refused %s %s requested by another site (Sec-Fetch-Site %r, Referer %r)",
-                    req.method, req.path, req.headers.get("sec-fetch-site"), req.headers.get("referer"))
-        return _error(req, 403, "Access denied",
-                      "This action was requested by a page of another site, and was not done.",
-                      "Use the buttons of the ox_profile status page, or open the link yourself "
-                      "(typed or bookmarked).", nonce)
-    return WebResponse(405, ("%s does not run ox_profile actions; use POST (the status page's buttons) "
-                             "or GET.\n" % req.method).encode(), "text/plain; charset=utf-8",
+                    req.method, req.path, fetch_site, referer)
+        return _error(req, 403, "Access denied", *guard.CROSS_SITE_REFUSAL, nonce)
+    return WebResponse(405, guard.method_refusal(req.method).encode(), "text/plain; charset=utf-8",
                        {"Allow": "GET, POST"})
 
 

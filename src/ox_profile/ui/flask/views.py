@@ -114,34 +114,20 @@ def _connect_login_signals(_state: Any) -> None:
 ACTIONS = guard.ACTIONS
 
 
-def requested_by_another_site() -> bool:
-    """Whether the browser says this request was made by another site's page
-    (``Sec-Fetch-Site``; browsers without it: a ``Referer`` from another origin)."""
-    return guard.requested_by_another_site(request.headers.get("Sec-Fetch-Site"),
-                                           request.headers.get("Referer"), request.host_url)
-
-
 def _action_guard() -> Optional[Response]:
-    """State changes: POSTs need the CSRF token; the original's GET links
-    work unless another site made the request; HEAD never acts."""
-    if request.method == "POST":
-        if not _csrf_ok():
-            raise BadParameter(guard.CSRF_MESSAGE)
+    """An action's request refused (guard.action_refusal), or None."""
+    fetch_site, referer = request.headers.get("Sec-Fetch-Site"), request.headers.get("Referer")
+    why = guard.action_refusal(request.method, request.method == "POST" and _csrf_ok(), fetch_site, referer,
+                               request.host_url)
+    if why is None:
         return None
-    if request.method == "GET":
-        if not requested_by_another_site():
-            return None
+    if why == "csrf":
+        raise BadParameter(guard.CSRF_MESSAGE)
+    if why == "another site":
         log.warning("ox_profile: refused %s %s requested by another site (Sec-Fetch-Site %r, "
-                    "Referer %r)", request.method, request.path,
-                    request.headers.get("Sec-Fetch-Site"), request.headers.get("Referer"))
-        return forbidden(
-            "This action was requested by a page of another site, and was not done.",
-            "Use the buttons of the ox_profile status page, or open the link yourself "
-            "(typed or bookmarked).")
-    # HEAD (and anything else Flask would route to the view) changes nothing.
-    response = current_app.response_class(
-        "%s does not run ox_profile actions; use POST (the status page's buttons) or GET.\n"
-        % request.method, status=405, mimetype="text/plain")
+                    "Referer %r)", request.method, request.path, fetch_site, referer)
+        return forbidden(*guard.CROSS_SITE_REFUSAL)
+    response = current_app.response_class(guard.method_refusal(request.method), status=405, mimetype="text/plain")
     response.headers["Allow"] = "GET, POST"
     return response
 
